@@ -1,0 +1,1 @@
+"""Command-line interface: one module per command, discovered by :mod:`tertiary.cli.main`."""

@@ -1,0 +1,198 @@
+"""mmCIF ``_atom_site`` reading (through gemmi's CIF parser) and writing.
+
+Author fields are preferred (``auth_asym_id``, ``auth_seq_id``, ``auth_comp_id``,
+``auth_atom_id``) so that chains and residue numbers match the PDB-format file of the same
+entry; label fields are the fallback when author fields are absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import gemmi
+import numpy as np
+
+from tertiary.atom_sites import AtomSites
+from tertiary.errors import InputError, ParseError
+
+# Output column -> tags tried in order.
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "group": ("group_PDB",),
+    "x": ("Cartn_x",),
+    "y": ("Cartn_y",),
+    "z": ("Cartn_z",),
+    "atom_name": ("auth_atom_id", "label_atom_id"),
+    "altloc": ("label_alt_id", "auth_alt_id"),
+    "resname": ("auth_comp_id", "label_comp_id"),
+    "chain_id": ("auth_asym_id", "label_asym_id"),
+    "resseq": ("auth_seq_id", "label_seq_id"),
+    "icode": ("pdbx_PDB_ins_code",),
+    "occupancy": ("occupancy",),
+    "b_factor": ("B_iso_or_equiv",),
+    "element": ("type_symbol",),
+    "model": ("pdbx_PDB_model_num",),
+}
+_REQUIRED = ("x", "y", "z", "atom_name", "resname", "chain_id", "resseq")
+_NULL = {"?", "."}
+
+
+def _column(block: gemmi.cif.Block, tags: tuple[str, ...]) -> list[str] | None:
+    for tag in tags:
+        col = block.find_values(f"_atom_site.{tag}")
+        if col is not None and len(col):
+            return [col.str(i) for i in range(len(col))]
+    return None
+
+
+def _floats(values: list[str], source: str, tag: str, default: float | None) -> np.ndarray:
+    arr = np.array(values, dtype=object)
+    null = np.isin(arr, list(_NULL))
+    if null.any():
+        if default is None:
+            row = int(np.flatnonzero(null)[0])
+            raise ParseError(f"{source}: _atom_site row {row + 1}: missing value for {tag}")
+        arr[null] = str(default)
+    try:
+        return arr.astype(np.float64)
+    except ValueError:
+        for row, v in enumerate(values):
+            try:
+                float(v)
+            except ValueError:
+                raise ParseError(
+                    f"{source}: _atom_site row {row + 1}: invalid {tag} {v!r}"
+                ) from None
+        raise
+
+
+def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
+    """Atom records of model ``model`` (1-based ordinal) of mmCIF text."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"{source}: not a text file (byte {exc.start} is not UTF-8)") from exc
+    if "\x00" in text:
+        raise ParseError(f"{source}: binary data (NUL byte) in an mmCIF file")
+    try:
+        doc = gemmi.cif.read_string(text)
+    except (RuntimeError, ValueError) as exc:
+        raise ParseError(f"{source}: invalid mmCIF: {' '.join(str(exc).split())}") from exc
+    block = next((b for b in doc if b.find_values("_atom_site.Cartn_x") is not None), None)
+    if block is None or not len(block.find_values("_atom_site.Cartn_x")):
+        raise ParseError(f"{source}: no _atom_site records (not a coordinate mmCIF file)")
+    cols = {key: _column(block, tags) for key, tags in _COLUMNS.items()}
+    missing = [f"_atom_site.{_COLUMNS[k][0]}" for k in _REQUIRED if cols[k] is None]
+    if missing:
+        raise ParseError(f"{source}: mmCIF _atom_site lacks {', '.join(missing)}")
+    n = len(cols["x"])
+    if any(v is not None and len(v) != n for v in cols.values()):
+        raise ParseError(f"{source}: _atom_site columns have different lengths (truncated?)")
+
+    model_ids = cols["model"] or ["1"] * n
+    uniq_models = list(dict.fromkeys(model_ids))
+    if model > len(uniq_models):
+        raise InputError(f"{source}: model {model} requested, the file has {len(uniq_models)}")
+    keep = np.flatnonzero(np.array(model_ids, dtype=object) == uniq_models[model - 1])
+
+    def sel(key: str, default: str = "") -> list[str]:
+        values = cols[key]
+        if values is None:
+            return [default] * len(keep)
+        return [values[i] for i in keep]
+
+    def strings(key: str, default: str = "") -> np.ndarray:
+        arr = np.array([("" if v in _NULL else v) for v in sel(key, default)], dtype=object)
+        return np.char.encode(arr.astype(str), "utf-8") if len(arr) else np.array([], "S1")
+
+    xyz = np.stack(
+        [_floats(sel(k), source, f"_atom_site.Cartn_{k}", None) for k in ("x", "y", "z")], axis=1
+    )
+    resseq_raw = sel("resseq")
+    try:
+        resseq = np.array(resseq_raw, dtype=np.int64)
+    except ValueError:
+        bad = next(i for i, v in enumerate(resseq_raw) if not v.lstrip("-").isdigit())
+        raise ParseError(
+            f"{source}: _atom_site row {int(keep[bad]) + 1}: invalid residue number "
+            f"{resseq_raw[bad]!r}"
+        ) from None
+    return AtomSites(
+        source=source,
+        record=keep.astype(np.int64) + 1,
+        record_kind="_atom_site row",
+        model=model,
+        n_models=len(uniq_models),
+        het=np.array([g == "HETATM" for g in sel("group", "ATOM")], dtype=bool),
+        atom_name=strings("atom_name"),
+        altloc=strings("altloc"),
+        resname=strings("resname"),
+        chain_id=strings("chain_id"),
+        resseq=resseq,
+        icode=strings("icode"),
+        xyz=xyz,
+        occupancy=_floats(sel("occupancy", "1"), source, "_atom_site.occupancy", 1.0).astype(
+            np.float32
+        ),
+        b_factor=_floats(sel("b_factor", "0"), source, "_atom_site.B_iso_or_equiv", 0.0).astype(
+            np.float32
+        ),
+        element=np.strings.upper(strings("element")),
+    )
+
+
+def _cif_value(value: str) -> str:
+    """A CIF token for ``value`` (quoted when needed, ``?`` when empty)."""
+    if value == "":
+        return "?"
+    if any(c in value for c in " \t'\"#") or value[0] in "_$;[]" or value in _NULL:
+        return f'"{value}"' if '"' not in value else f"'{value}'"
+    return value
+
+
+def format_mmcif(
+    name: str,
+    records: Iterable[tuple[str, int, str, str, str, int, str, float, float, float, float, float, str]],
+    entity_of_chain: dict[tuple[str, bool], int],
+) -> str:
+    """An mmCIF document with one ``_atom_site`` loop.
+
+    Args:
+        name: data block name.
+        records: ``(record, serial, name, resname, chain, resseq, icode, x, y, z, occupancy,
+            b_factor, element)`` tuples, as for :func:`tertiary.pdb_io.format_atom_lines`.
+        entity_of_chain: entity id for each (chain id, is-hetero) pair.
+    """
+    block = "".join(c if c.isalnum() or c in "_-." else "_" for c in name) or "structure"
+    lines = [
+        f"data_{block}",
+        "#",
+        "loop_",
+        *(
+            f"_atom_site.{tag}"
+            for tag in (
+                "group_PDB", "id", "type_symbol", "label_atom_id", "label_alt_id",
+                "label_comp_id", "label_asym_id", "label_entity_id", "label_seq_id",
+                "pdbx_PDB_ins_code", "Cartn_x", "Cartn_y", "Cartn_z", "occupancy",
+                "B_iso_or_equiv", "auth_seq_id", "auth_comp_id", "auth_asym_id",
+                "auth_atom_id", "pdbx_PDB_model_num",
+            )
+        ),
+    ]
+    label_seq: dict[str, int] = {}
+    previous: tuple[str, int, str] | None = None
+    for rec, serial, atom, resname, chain, resseq, icode, x, y, z, occ, b, elem in records:
+        if not chain:
+            raise InputError("mmCIF needs a chain id for every residue (got an empty one)")
+        het = rec == "HETATM"
+        if (chain, resseq, icode) != previous and not het:
+            label_seq[chain] = label_seq.get(chain, 0) + 1
+        previous = (chain, resseq, icode)
+        atom_tok, res_tok, chain_tok = _cif_value(atom), _cif_value(resname), _cif_value(chain)
+        lines.append(
+            f"{rec} {serial} {elem or '?'} {atom_tok} . {res_tok} {chain_tok} "
+            f"{entity_of_chain[(chain, het)]} {'.' if het else label_seq[chain]} {_cif_value(icode)} "
+            f"{x:.3f} {y:.3f} {z:.3f} {occ:.2f} {b:.2f} {resseq} {res_tok} {chain_tok} "
+            f"{atom_tok} 1"
+        )
+    lines.append("#")
+    return "\n".join(lines) + "\n"

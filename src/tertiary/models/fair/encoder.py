@@ -1,0 +1,188 @@
+"""FAIR's hierarchical encoder: atom-level kNN attention, residue-level graph transformer, and the
+coordinate updates of designed residues and the ligand.
+
+Inputs are padded per complex (``B`` complexes, ``R`` residues with 14 atom slots, ``L`` ligand
+atoms); graphs never cross complexes. Backbone mode moves the 4 backbone slots of designed
+residues, full-atom mode all their slots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .atom_attention import AtomAttentionBlock, GaussianSmearing
+from .config import FairConfig
+from .coordinate_updates import LigandContactUpdate, residue_messages
+from .graphs import gather_nodes, knn, pack_index
+from .residue_features import EDGE_DIM, ResiduePropertyEmbedding, ligand_edge_features, residue_edge_features
+from .residue_transformer import ResidueTransformerLayer
+
+NUM_SLOTS = 14
+
+
+@dataclass
+class EncoderOutput:
+    """Result of one encoder call.
+
+    Attributes:
+        h_atom: ``[B, R, 14, C]`` protein atom features (0 in absent slots).
+        h_ligand: ``[B, L, C]`` ligand atom features.
+        h_res: ``[B, R, C]`` residue features.
+        positions: ``[B, R, 14, 3]`` updated protein coordinates (A).
+        ligand_positions: ``[B, L, 3]`` updated ligand coordinates (A).
+        atom_edges: ``[B, P, K]`` atom kNN graph as (packed atom, neighbour) indices, for tests.
+        residue_edges: ``[B, R, k]`` residue kNN graph.
+    """
+
+    h_atom: torch.Tensor
+    h_ligand: torch.Tensor
+    h_res: torch.Tensor
+    positions: torch.Tensor
+    ligand_positions: torch.Tensor
+    atom_edges: torch.Tensor
+    residue_edges: torch.Tensor
+
+
+class HierarchicalEncoder(nn.Module):
+    """Atom blocks -> residue transformer -> coordinate updates."""
+
+    def __init__(self, config: FairConfig) -> None:
+        super().__init__()
+        c = config.hidden
+        self.config = config
+        self.distance_expansion = GaussianSmearing(0.0, config.cutoff, config.edge_channels)
+        self.atom_blocks = nn.ModuleList(
+            AtomAttentionBlock(c, config.edge_channels, config.key_channels, config.num_heads)
+            for _ in range(config.num_atom_blocks)
+        )
+        self.residue_properties = ResiduePropertyEmbedding()
+        self.W_v = nn.Linear(c + ResiduePropertyEmbedding.dim, c)
+        self.W_e = nn.Linear(EDGE_DIM, c)
+        self.residue_layers = nn.ModuleList(
+            ResidueTransformerLayer(c, config.num_heads, config.dropout) for _ in range(config.num_residue_layers)
+        )
+        self.ligand_update = LigandContactUpdate(c, config.edge_channels)
+        self.T_x = nn.Sequential(nn.Linear(3 * c, c), nn.ReLU(), nn.Linear(c, NUM_SLOTS))
+
+    def _atom_level(
+        self, h_prot: torch.Tensor, atom_mask: torch.Tensor, pos: torch.Tensor,
+        h_lig: torch.Tensor, lig_mask: torch.Tensor, lig_pos: torch.Tensor, chunk_size: int | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, r = atom_mask.shape[:2]
+        c = h_prot.shape[-1]
+        ctx_mask = torch.cat([atom_mask.reshape(b, -1), lig_mask], 1)
+        ctx_pos = torch.cat([pos.reshape(b, -1, 3), lig_pos], 1)
+        ctx_h = torch.cat([h_prot.reshape(b, -1, c), h_lig], 1)
+        idx, valid = pack_index(ctx_mask)
+        p = idx.shape[1]
+        packed_pos = torch.gather(ctx_pos, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        h = torch.gather(ctx_h, 1, idx.unsqueeze(-1).expand(-1, -1, c)).reshape(b * p, c)
+        nbr, nvalid = knn(packed_pos, valid, self.config.atom_knn, chunk_size)
+        dist = torch.norm(packed_pos.unsqueeze(2) - gather_nodes(packed_pos, nbr), dim=-1)
+        edge_attr = self.distance_expansion(dist).reshape(b * p, nbr.shape[-1], -1)
+        flat_nbr = (nbr + p * torch.arange(b, device=nbr.device)[:, None, None]).reshape(b * p, -1)
+        flat_valid = nvalid.reshape(b * p, -1)
+        for block in self.atom_blocks:
+            h = block(h, flat_nbr, flat_valid, edge_attr)
+        h = h.view(b, p, c) * valid.unsqueeze(-1)
+        full = torch.zeros_like(ctx_h).scatter_add(1, idx.unsqueeze(-1).expand(-1, -1, c), h)
+        n_prot = r * NUM_SLOTS
+        return full[:, :n_prot].view(b, r, NUM_SLOTS, c), full[:, n_prot:], nbr
+
+    def forward(
+        self,
+        h_prot: torch.Tensor,
+        atom_mask: torch.Tensor,
+        positions: torch.Tensor,
+        h_lig: torch.Tensor,
+        lig_mask: torch.Tensor,
+        ligand_positions: torch.Tensor,
+        residue_types: torch.Tensor,
+        res_mask: torch.Tensor,
+        res_idx: torch.Tensor,
+        edit: torch.Tensor,
+        graph_ca: torch.Tensor,
+        ligand_anchor: torch.Tensor,
+        backbone: bool,
+        generator: torch.Generator | None = None,
+        chunk_size: int | None = None,
+    ) -> EncoderOutput:
+        """One encoder call.
+
+        Args:
+            h_prot: ``[B, R, 14, C]`` embedded protein atom features.
+            atom_mask: ``[B, R, 14]`` atoms present in this call (backbone mode: designed residues
+                carry only slots 0-3).
+            positions: ``[B, R, 14, 3]`` protein coordinates (A).
+            h_lig / lig_mask / ligand_positions: ``[B, L, C]``, ``[B, L]``, ``[B, L, 3]``.
+            residue_types: ``[B, R, 21]`` (soft) residue types for the property embedding.
+            res_mask / res_idx / edit: ``[B, R]`` real residues, residue numbers, designed residues.
+            graph_ca: ``[B, R, 3]`` CA coordinates the residue graph is built from.
+            ligand_anchor: ``[B, 3]`` position of the ligand node.
+            backbone: backbone mode (4 slots move) or full-atom mode (14 slots).
+            generator: dropout RNG (training mode only).
+            chunk_size: query atoms per block of the O(N^2) kNN search.
+        """
+        cfg = self.config
+        c = cfg.hidden
+        h_atom, h_ligand, atom_edges = self._atom_level(
+            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size
+        )
+        atom_sum = (h_atom * atom_mask.unsqueeze(-1)).sum(2)
+        h_res = self.W_v(torch.cat([self.residue_properties(residue_types), atom_sum], -1))
+        h_lig_node = (h_ligand * lig_mask.unsqueeze(-1)).sum(1)
+
+        nbr, nvalid = knn(graph_ca, res_mask, cfg.residue_knn)
+        edges, _ = residue_edge_features(graph_ca, res_mask, res_idx, nbr)
+        lig_edge = ligand_edge_features(graph_ca, ligand_anchor)
+        h_edge = self.W_e(torch.cat([edges, lig_edge.unsqueeze(2)], 2))  # [B, R, k + 1, C]
+        valid = torch.cat([nvalid, (edit & res_mask).unsqueeze(-1)], -1)
+        for layer in self.residue_layers:
+            h_res, h_lig_node = layer(h_res, h_lig_node, h_edge, nbr, valid, generator)
+
+        w = self.T_x[0].weight
+        pre = (
+            (h_res @ w[:, :c].T).unsqueeze(2)
+            + gather_nodes(h_res @ w[:, c : 2 * c].T, nbr)
+            + h_edge[:, :, :-1] @ w[:, 2 * c :].T
+            + self.T_x[0].bias
+        )
+        learned = self.T_x[2](torch.relu(pre))  # [B, R, k, 14]
+        edit_res = edit & res_mask
+        if backbone:
+            x = positions[:, :, :4]
+            x = residue_messages(x, x, nbr, nvalid, edit_res, learned[..., :4])
+            for _ in range(2):
+                x = residue_messages(x, x, nbr, nvalid, edit_res, None)
+            positions = torch.cat([x, positions[:, :, 4:]], 2)
+            moving = atom_mask & edit_res.unsqueeze(-1)
+            atom_scale = None
+        else:
+            w_atoms = atom_mask.unsqueeze(-1).to(positions.dtype)
+            mean = (positions * w_atoms).sum(2) / w_atoms.sum(2).clamp(min=1.0)
+            x = torch.where(atom_mask.unsqueeze(-1), positions, mean.unsqueeze(2))
+            x = residue_messages(x, mean.unsqueeze(2), nbr, nvalid, edit_res, learned, backbone_scale=0.1)
+            for _ in range(2):
+                mean = (x * w_atoms).sum(2) / w_atoms.sum(2).clamp(min=1.0)
+                x = residue_messages(x, mean.unsqueeze(2), nbr, nvalid, edit_res, None)
+            positions = torch.where(atom_mask.unsqueeze(-1), x, positions)
+            moving = atom_mask & edit_res.unsqueeze(-1)
+            slot = torch.arange(NUM_SLOTS, device=positions.device)
+            atom_scale = torch.where(slot < 4, 0.1, 1.0).to(positions.dtype).expand_as(moving)
+
+        b, r = moving.shape[:2]
+        idx, pvalid = pack_index(moving.reshape(b, -1))
+        flat_pos = positions.reshape(b, -1, 3)
+        gather3 = idx.unsqueeze(-1).expand(-1, -1, 3)
+        p_pos = torch.gather(flat_pos, 1, gather3)
+        p_h = torch.gather(h_atom.reshape(b, -1, c), 1, idx.unsqueeze(-1).expand(-1, -1, c))
+        scale = None if atom_scale is None else torch.gather(atom_scale.reshape(b, -1), 1, idx)
+        new_p, ligand_positions = self.ligand_update(
+            p_pos, p_h, pvalid, ligand_positions, h_ligand, lig_mask, self.distance_expansion, scale
+        )
+        delta = (new_p - p_pos) * pvalid.unsqueeze(-1)
+        positions = flat_pos.scatter_add(1, gather3, delta).view(b, r, NUM_SLOTS, 3)
+        return EncoderOutput(h_atom, h_ligand, h_res, positions, ligand_positions, atom_edges, nbr)

@@ -1,0 +1,277 @@
+"""Vectorised fixed-column reader and a writer for the PDB format.
+
+The reader gathers every ``ATOM`` / ``HETATM`` line of the requested model into one
+``[M, 80]`` byte matrix and converts columns with numpy (the per-atom work runs in numpy's
+compiled loops, not in Python). Fields are read by their fixed columns only, so legacy files
+parse: columns 73-80 (segment id, old serial numbers, junk charges) are ignored except for a
+valid element symbol in 77-78; a B-factor >= 100 touching the occupancy (``1.00150.66``) is
+split by column; lines of 54-82 characters, missing ``END`` / ``TER``, blank chain ids and
+blank lines are accepted. An element that is missing or invalid is inferred from the atom
+name and its alignment in columns 13-16 (`` CA `` = carbon, ``CA  `` = calcium).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from tertiary.atom_sites import ELEMENTS, AtomSites
+from tertiary.errors import InputError, ParseError
+
+_WIDTH = 80
+_MIN_ATOM_LINE = 54  # coordinates end at column 54
+_SPACE = 32
+_XYZ_FIELDS = (
+    "x coordinate (columns 31-38)", "y coordinate (columns 39-46)", "z coordinate (columns 47-54)"
+)
+_OCC_B_FIELDS = ("occupancy (columns 55-60)", "B-factor (columns 61-66)")
+
+
+def _line_table(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start offsets and lengths (without ``\\r\\n``) of every line of ``buf``."""
+    nl = np.flatnonzero(buf == 10)
+    starts = np.concatenate(([0], nl + 1))
+    ends = np.concatenate((nl, [len(buf)]))
+    if starts[-1] == len(buf):  # file ends with a newline
+        starts, ends = starts[:-1], ends[:-1]
+    return starts, ends - starts
+
+
+def _gather(buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """``[L, width]`` uint8 matrix of the first ``width`` bytes of each line, space padded."""
+    cols = np.arange(width)
+    idx = starts[:, None] + cols[None, :]
+    np.minimum(idx, len(buf) - 1, out=idx)
+    out = buf[idx]
+    out[cols[None, :] >= lengths[:, None]] = _SPACE
+    return out
+
+
+def _gather_lines(
+    buf: np.ndarray, line_starts: np.ndarray, lengths: np.ndarray, rows: np.ndarray
+) -> np.ndarray:
+    """``[len(rows), 80]`` matrix of lines ``rows`` (indices into the line table).
+
+    Runs of adjacent lines of equal length (the common case: one block of ATOM lines) are
+    copied as 2-D reshapes of the buffer; files with many irregular lines fall back to a
+    gather with an index matrix.
+    """
+    n_lines = len(line_starts)
+    nxt = np.append(line_starts[1:], len(buf) + 1)
+    stride = (nxt - line_starts)[rows]
+    length = lengths[rows]
+    brk = np.flatnonzero(
+        (np.diff(rows) != 1) | (np.diff(stride) != 0) | (np.diff(length) != 0)
+    ) + 1
+    bounds = np.concatenate(([0], brk, [len(rows)]))
+    if len(bounds) > 65 or rows[-1] == n_lines - 1 and stride[-1] > lengths[rows[-1]] + 2:
+        return _gather(buf, line_starts[rows], length, _WIDTH)
+    out = np.full((len(rows), _WIDTH), _SPACE, dtype=np.uint8)
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        st, n, ln = int(stride[lo]), int(hi - lo), min(int(length[lo]), _WIDTH)
+        s0 = int(line_starts[rows[lo]])
+        block = buf[s0 : s0 + n * st]
+        if len(block) < n * st:  # last line without a trailing newline
+            block = np.concatenate((block, np.full(n * st - len(block), _SPACE, np.uint8)))
+        out[lo:hi, :ln] = block.reshape(n, st)[:, :ln]
+    return out
+
+
+def _error_row(
+    field: np.ndarray, lines: np.ndarray, source: str, what: str, parse: type
+) -> ParseError:
+    """ParseError for the first row of ``field`` that ``parse`` rejects."""
+    for row, raw in enumerate(field):
+        text = bytes(raw).decode("ascii", errors="replace")
+        try:
+            parse(text)
+        except ValueError:
+            return ParseError(f"{source}: line {int(lines[row])}: invalid {what} {text.strip()!r}")
+    return ParseError(f"{source}: invalid {what}")  # pragma: no cover - parse succeeded row-wise
+
+
+def _to_float(
+    mat: np.ndarray, lo: int, hi: int, n: int, lines: np.ndarray, source: str, what: str,
+    blank: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """``n`` consecutive fields of width ``(hi - lo) / n`` in columns ``lo:hi`` (0-based, end
+    exclusive) parsed as float64 ``[M, n]``; ``blank[k]`` (if given) replaces empty fields k."""
+    width = (hi - lo) // n
+    field = np.ascontiguousarray(mat[:, lo:hi])
+    strings = field.view(f"S{width}")
+    empty = None
+    if blank is not None:
+        empty = strings == b""
+        if empty.any():
+            strings = np.where(empty, b"0", strings)
+    try:
+        values = strings.astype(np.float64)
+    except ValueError:
+        rows = field.reshape(len(field), n, width)
+        for k in range(n):
+            try:
+                np.ascontiguousarray(rows[:, k]).view(f"S{width}").astype(np.float64)
+            except ValueError:
+                raise _error_row(rows[:, k], lines, source, what[k], float) from None
+        raise  # pragma: no cover - one of the fields failed above
+    if empty is not None:
+        values = np.where(empty, np.asarray(blank), values)
+    return values
+
+
+def _to_int(mat: np.ndarray, lo: int, hi: int, lines: np.ndarray, source: str, what: str) -> np.ndarray:
+    field = np.ascontiguousarray(mat[:, lo:hi])
+    try:
+        return field.view(f"S{hi - lo}").ravel().astype(np.int64)
+    except ValueError:
+        raise _error_row(field, lines, source, what, int) from None
+
+
+def _column_str(mat: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """Columns ``lo:hi`` as stripped byte strings."""
+    return np.strings.strip(np.ascontiguousarray(mat[:, lo:hi]).view(f"S{hi - lo}").ravel())
+
+
+def infer_element(raw_name: bytes, resname: bytes = b"") -> bytes:
+    """Element symbol (upper case) from a 4-character PDB atom-name field.
+
+    The element is right-justified in columns 13-14: `` CA `` (col 13 blank) is carbon,
+    ``CA  `` is calcium, ``1HG2`` (col 13 a digit) is hydrogen. Four-character names starting
+    with ``H`` (``HG21``) are hydrogens of old-style files.
+    """
+    name = raw_name.ljust(4)
+    c0, c1 = name[:1], name[1:2]
+    if c0 in b" 0123456789":
+        return c1.upper() if c1.strip() and c1.upper().decode() in ELEMENTS else b""
+    two = name[:2].upper()
+    if c0 in b"Hh" and name[3:4].strip():
+        return b"H"
+    if two.decode(errors="replace") in ELEMENTS and resname.strip() not in _AMINO_NAMES:
+        return two
+    return c0.upper() if c0.upper().decode(errors="replace") in ELEMENTS else b""
+
+
+_AMINO_NAMES = frozenset(
+    b"ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL".split()
+)
+
+
+def _elements(mat: np.ndarray, names_raw: np.ndarray, resnames: np.ndarray) -> np.ndarray:
+    """Element column: columns 77-78 when they hold a valid symbol, else inferred."""
+    elem = np.strings.upper(_column_str(mat, 76, 78))
+    uniq, inverse = np.unique(elem, return_inverse=True)
+    valid = np.array([u.decode(errors="replace") in ELEMENTS and u != b"" for u in uniq])
+    ok = valid[inverse]
+    if ok.all():
+        return elem
+    bad = np.flatnonzero(~ok)
+    keys = np.char.add(names_raw[bad], resnames[bad])
+    ukeys, kinv = np.unique(keys, return_inverse=True)
+    inferred = np.array([infer_element(k[:4], k[4:]) for k in ukeys], dtype="S2")
+    out = elem.astype("S2")
+    out[bad] = inferred[kinv]
+    return out
+
+
+def read_pdb_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
+    """Atom records of model ``model`` (1-based ordinal of MODEL records) of PDB text."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    starts, lengths = _line_table(buf)
+    head = _gather(buf, starts, np.minimum(lengths, 6), 6)
+    prefix = head.view("S6").ravel()
+    is_atom = (prefix == b"HETATM") | (np.strings.startswith(prefix, b"ATOM"))
+    atom_lines = np.flatnonzero(is_atom)
+    if len(atom_lines) == 0:
+        if (buf[: 1 << 16] == 0).any():
+            raise ParseError(f"{source}: binary data, not a PDB or mmCIF file")
+        raise ParseError(f"{source}: no ATOM/HETATM records (not a PDB file, or empty)")
+    model_lines = np.flatnonzero(np.strings.startswith(prefix, b"MODEL"))
+    n_models = max(1, len(model_lines))
+    if len(model_lines):
+        # Atoms before the first MODEL record (none in valid files) count as model 1.
+        ordinal = np.maximum(np.searchsorted(model_lines, atom_lines, side="right"), 1)
+        if model > n_models:
+            raise InputError(f"{source}: model {model} requested, the file has {n_models}")
+        atom_lines = atom_lines[ordinal == model]
+    elif model != 1:
+        raise InputError(f"{source}: model {model} requested, the file has 1")
+
+    line_len = lengths[atom_lines]
+    mat = _gather_lines(buf, starts, lengths, atom_lines)
+    lines = atom_lines + 1
+    mat[mat == 13] = _SPACE  # CR of CRLF line ends
+    mat[mat == 9] = _SPACE
+    short = line_len < _MIN_ATOM_LINE
+    if short.any():
+        row = int(np.flatnonzero(short)[0])
+        raise ParseError(
+            f"{source}: line {int(lines[row])}: ATOM/HETATM record too short "
+            f"({int(line_len[row])} characters; coordinates need {_MIN_ATOM_LINE}): truncated?"
+        )
+    control = (mat < _SPACE) | (mat > 126)
+    if control.any():
+        row = int(np.flatnonzero(control.any(axis=1))[0])
+        raise ParseError(
+            f"{source}: line {int(lines[row])}: non-text byte in an ATOM/HETATM record "
+            "(binary data or a corrupted file)"
+        )
+
+    xyz = _to_float(mat, 30, 54, 3, lines, source, _XYZ_FIELDS)
+    occ_b = _to_float(mat, 54, 66, 2, lines, source, _OCC_B_FIELDS, blank=(1.0, 0.0))
+    resseq = _to_int(mat, 22, 26, lines, source, "residue number (columns 23-26)")
+
+    names_raw = np.ascontiguousarray(mat[:, 12:16]).view("S4").ravel()
+    resname = _column_str(mat, 17, 20)
+    return AtomSites(
+        source=source,
+        record=lines.astype(np.int64),
+        record_kind="line",
+        model=model,
+        n_models=n_models,
+        het=prefix[atom_lines] == b"HETATM",
+        atom_name=np.strings.strip(names_raw),
+        altloc=_column_str(mat, 16, 17),
+        resname=resname,
+        chain_id=_column_str(mat, 21, 22),
+        resseq=resseq,
+        icode=_column_str(mat, 26, 27),
+        xyz=xyz,
+        occupancy=occ_b[:, 0].astype(np.float32),
+        b_factor=occ_b[:, 1].astype(np.float32),
+        element=_elements(mat, names_raw, resname),
+    )
+
+
+def _pdb_atom_name(name: str, element: str) -> str:
+    """Atom name aligned in columns 13-16 (one-letter elements start in column 14)."""
+    if len(name) >= 4 or len(element) == 2:
+        return f"{name:<4s}"[:4]
+    return f" {name:<3s}"
+
+
+def format_atom_lines(
+    records: Iterable[tuple[str, int, str, str, str, int, str, float, float, float, float, float, str]],
+) -> list[str]:
+    """PDB ``ATOM`` / ``HETATM`` lines (80 columns) from tuples ``(record, serial, name,
+    resname, chain, resseq, icode, x, y, z, occupancy, b_factor, element)``.
+
+    Raises:
+        InputError: a value does not fit its fixed-width PDB field (chain ids longer than one
+            character, residue numbers outside -999..9999, coordinates outside
+            -999.999..9999.999); write mmCIF for such structures.
+    """
+    out = []
+    for rec, serial, name, resname, chain, resseq, icode, x, y, z, occ, b, elem in records:
+        if len(chain) > 1:
+            raise InputError(f"chain id {chain!r} is longer than one character: write mmCIF")
+        if not -999 <= resseq <= 9999:
+            raise InputError(f"residue number {resseq} does not fit the PDB format: write mmCIF")
+        if not all(-999.999 <= v <= 9999.999 for v in (x, y, z)):
+            raise InputError(f"coordinates {(x, y, z)} do not fit the PDB format: write mmCIF")
+        out.append(
+            f"{rec:<6s}{serial % 100000:5d} {_pdb_atom_name(name, elem)} {resname:>3s} "
+            f"{chain or ' ':1s}{resseq:4d}{icode or ' ':1s}   {x:8.3f}{y:8.3f}{z:8.3f}"
+            f"{occ:6.2f}{min(max(b, -99.99), 999.99):6.2f}          {elem:>2s}  "
+        )
+    return out

@@ -1,0 +1,1 @@
+"""tertiary.relax"""

@@ -1,0 +1,51 @@
+import pytest
+import torch
+
+from tertiary.errors import ConfigError, InputError
+from tertiary.nn.primitives import Linear, Transition, chunked
+
+
+@pytest.mark.parametrize("init", ["default", "relu", "normal"])
+def test_linear_init_variance_follows_fan_in(init):
+    g = torch.Generator().manual_seed(0)
+    lin = Linear(400, 300, init=init, generator=g)
+    want = (2.0 if init == "relu" else 1.0) / 400
+    assert abs(lin.weight.var().item() / want - 1) < 0.05
+    assert torch.count_nonzero(lin.bias) == 0
+    if init != "normal":  # truncated at 2 standard deviations of the underlying normal
+        assert lin.weight.abs().max() <= 2 * (want**0.5) / 0.8796256610342398 + 1e-6
+
+
+def test_linear_gating_final_glorot_and_seeded():
+    gate, final = Linear(4, 3, init="gating"), Linear(4, 3, init="final")
+    assert torch.all(gate.weight == 0) and torch.all(gate.bias == 1)
+    assert torch.all(final.weight == 0) and torch.all(final.bias == 0)
+    a = Linear(8, 8, init="glorot", generator=torch.Generator().manual_seed(3))
+    b = Linear(8, 8, init="glorot", generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a.weight, b.weight) and a.weight.abs().max() <= (6 / 16) ** 0.5
+    with pytest.raises(ConfigError):
+        Linear(2, 2, init="kaiming")
+
+
+def test_chunked_equals_unchunked_and_broadcasts():
+    x, w = torch.randn(7, 5, 3), torch.randn(1, 5, 3)
+    full = chunked(lambda a, b: a * b + 1, [x, w], dim=0, chunk_size=None)
+    for cs in (1, 2, 3, 7, 50):
+        assert torch.equal(chunked(lambda a, b: a * b + 1, [x, w], dim=0, chunk_size=cs), full)
+    with pytest.raises(InputError):
+        chunked(lambda a, b: a, [x, torch.randn(3, 5, 3)], dim=0, chunk_size=2)
+    with pytest.raises(InputError):
+        chunked(lambda a: a, [x], dim=0, chunk_size=0)
+
+
+def test_transition_chunks_and_masks():
+    torch.manual_seed(0)
+    t = Transition(6, 2)
+    torch.nn.init.normal_(t.linear_2.weight)
+    x, mask = torch.randn(2, 5, 4, 6), (torch.rand(2, 5, 4) > 0.5).float()
+    full = t(x, mask)
+    torch.testing.assert_close(t(x, mask, chunk_size=2), full)
+    assert torch.all(full[mask == 0] == 0) and full.abs().sum() > 0
+    ref = t.linear_2(torch.relu(t.linear_1(torch.nn.functional.layer_norm(x, (6,))))) * mask[..., None]
+    torch.testing.assert_close(full, ref)
+    assert t.to(torch.float64).linear_1.weight.dtype == torch.float64
