@@ -17,9 +17,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.conftest import open_refs, require
+from conftest import open_refs, require
 
 from tertiary import constants as rc
+from tertiary.data.folding import ground_truth_features
 from tertiary.data.msa_features import (
     MSAFeatureConfig,
     build_features,
@@ -145,3 +146,18 @@ def test_masking_rate_is_consistent_with_openfold(refs):
     batch = build_features(record.sequence, read_msa(refs["a3m"]), _config(meta), seed=1)
     for c in range(meta["n_cycles"]):
         assert abs(batch["bert_mask"][..., c].mean().item() - frac) < 5 * sd
+
+
+def test_ground_truth_features_match_openfold():
+    """Supervised targets from ``refs/openfold/loss/batch.npz`` (ground-truth structure)."""
+    root = open_refs("openfold")
+    meta = json.loads(require(root / "meta.json").read_text())
+    batch = np.load(require(root / "loss" / "batch.npz"))
+    feats = ground_truth_features(
+        torch.tensor(batch["aatype"]), torch.tensor(batch["all_atom_positions"]), torch.tensor(batch["all_atom_mask"])
+    )
+    keys = [k for k in meta["loss_gt_keys"] if k not in {"resolution", "is_distillation"}]
+    keys += ["atom14_atom_exists", "residx_atom14_to_atom37", "residx_atom37_to_atom14", "atom37_atom_exists"]
+    for key in keys:
+        # frames / chi angles come from float32 trigonometry of coordinates up to ~50 A
+        np.testing.assert_allclose(feats[key].numpy(), batch[key], atol=2e-5, rtol=0, err_msg=key)
