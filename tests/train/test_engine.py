@@ -68,7 +68,12 @@ def test_nonfinite_losses_are_skipped_then_stop(tmp_path):
         Trainer(_cfg(tmp_path / "all", data={"poison": 64}, max_nan_in_row=3)).fit()
 
 
-def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "failure",
+    [OSError(errno.ENOSPC, "No space left on device"), RuntimeError("PytorchStreamWriter failed writing file")],
+    ids=["oserror", "zip-writer"],
+)
+def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch, failure):
     trainer = Trainer(_cfg(tmp_path, max_steps=10, ckpt_every=5))
     real_save = torch.save
     calls = {"n": 0}
@@ -78,7 +83,7 @@ def test_full_disk_keeps_previous_checkpoint(tmp_path, monkeypatch):
         if calls["n"] >= 2:
             with open(path, "wb") as fh:
                 fh.write(b"partial")
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise failure
         return real_save(obj, path, *a, **k)
 
     monkeypatch.setattr(ckpt.torch, "save", flaky_save)

@@ -73,7 +73,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep_last: 
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # torch's zip writer reports ENOSPC as RuntimeError
         tmp.unlink(missing_ok=True)
         log.error("checkpoint at step %d not written (%s); keeping the previous ones", step, exc)
         return None
