@@ -144,11 +144,19 @@ def test_bad_inputs_raise_input_error():
 
 
 def test_thousand_residues_under_a_second():
+    """CPU time of one thread, best of 3: wall time on a shared, overloaded machine says little."""
     pos = _chain_walk(1000, 8) * 0.5  # denser than a random walk, closer to a globular protein
     rt = torch.randint(0, 21, (1000,))
     build_residue_graph(pos, rt)  # warm-up
-    t0 = time.perf_counter()
-    g = build_residue_graph(pos, rt)
-    elapsed = time.perf_counter() - t0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        times = []
+        for _ in range(3):
+            t0 = time.process_time()
+            g = build_residue_graph(pos, rt)
+            times.append(time.process_time() - t0)
+    finally:
+        torch.set_num_threads(threads)
     assert g.num_edge > 10_000
-    assert elapsed < 1.0, f"graph construction took {elapsed:.2f} s"
+    assert min(times) < 1.0, f"graph construction took {min(times):.2f} s of CPU"

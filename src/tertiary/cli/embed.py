@@ -10,8 +10,9 @@ assembled into one safetensors file at the end:
 - ``residue_index [R]`` int64: author residue number of each embedded residue,
 - metadata ``names`` (JSON list: the file of each protein row), ``model``, ``dim``.
 
-A JSON report next to the output (``<out>.report.json``) lists every file that failed and why;
-the other files go on.
+A JSON report next to the output (``<out>.report.json``) lists every file that failed and why
+(unreadable, residues without CA, too many unknown residues, longer than the limit, not matching
+its ``--sequences`` record), and every file that was truncated or windowed; the other files go on.
 """
 
 from __future__ import annotations
@@ -190,10 +191,38 @@ def _batches(samples: list, budget: int) -> Iterator[list]:
         yield batch
 
 
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in sorted(STRUCTURE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def _sequence_key(path: Path, sequences: dict[str, str]) -> str | None:
+    """The FASTA record of a structure file: named like the file without its suffixes, or the file name."""
+    for key in (_stem(path), path.name):
+        if key in sequences:
+            return key
+    return None
+
+
+def _read_sequences(path: str) -> dict[str, str]:
+    from tertiary.sequence import read_fasta
+
+    records = read_fasta(path)
+    out: dict[str, str] = {}
+    for rec in records:
+        if rec.name in out:
+            raise InputError(f"{path}: record name {rec.name!r} occurs twice")
+        out[rec.name] = rec.sequence
+    return out
+
+
 def run_embed(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from tertiary.data.function import load_structure_sample, truncate
+    from tertiary.data.function import check_sequence, load_structure_sample, truncate
     from tertiary.data.graph import batch_graphs, build_residue_graph
 
     out = Path(args.output)
@@ -207,10 +236,18 @@ def run_embed(args: argparse.Namespace) -> int:
     encoder, graph_cfg = load_encoder(args.model, args.checkpoint, args.esm_weights)
     device = torch.device(args.device)
     encoder = encoder.to(device).eval()
-    limit = args.max_length
+    long_mode = "truncate" if args.truncate else args.long
     esm = getattr(encoder, "esm", None)
-    if esm is not None:
-        limit = min(limit, esm.config.max_residues)
+    if long_mode == "window":
+        if args.model != "esm":
+            raise InputError("--long window is only available for --model esm (FusionProt's graph exchange needs "
+                             "the whole protein in one pass); use --long truncate")
+        encoder.long_mode = "window"
+    limit = args.max_length
+    if esm is not None and long_mode != "window":
+        limit = esm.config.max_residues if limit is None else min(limit, esm.config.max_residues)
+    sequences = _read_sequences(args.sequences) if args.sequences else None
+    long_report: dict[str, str] = {}
 
     writer = SafetensorsStreamWriter(out)
     names: list[str] = []
@@ -223,10 +260,20 @@ def run_embed(args: argparse.Namespace) -> int:
             path, str(path), missing_ca="drop" if args.drop_missing_ca else "error",
             max_unknown_fraction=args.max_unknown_fraction,
         )
-        if len(sample) > limit:
-            if not args.truncate:
-                raise InputError(f"{path}: {len(sample)} residues, more than the limit of {limit} (use --truncate)")
+        if sequences is not None:
+            key = _sequence_key(path, sequences)
+            if key is None:
+                raise InputError(f"{path}: no record named {_stem(path)!r} in {args.sequences}")
+            check_sequence(sample, sequences[key], f"{args.sequences} record {key!r}")
+        if limit is not None and len(sample) > limit:
+            if long_mode != "truncate":
+                raise InputError(f"{path}: {len(sample)} residues, more than the limit of {limit} (use --long truncate"
+                                 + (" or --long window" if args.model == "esm" else "") + ")")
+            long_report[str(path)] = f"truncated from {len(sample)} to {limit} residues"
             sample = truncate(sample, limit)
+        elif esm is not None and long_mode == "window" and len(sample) > esm.config.max_residues:
+            long_report[str(path)] = (f"{len(sample)} residues run in overlapping windows of "
+                                      f"{esm.config.max_residues} (averaged per residue)")
         return sample
 
     columns = (TextColumn("[bold]embed"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]} failed"),
@@ -241,6 +288,9 @@ def run_embed(args: argparse.Namespace) -> int:
                         window.append(prepare(path))
                     except TertiaryError as exc:
                         failed[str(path)] = " ".join(str(exc).split())
+                        progress.update(bar, advance=1, failed=len(failed))
+                    except (OSError, ValueError, RuntimeError, UnicodeError, EOFError) as exc:  # parser internals
+                        failed[str(path)] = f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})"
                         progress.update(bar, advance=1, failed=len(failed))
                 for batch in _batches(window, args.batch_residues):
                     graphs = [build_residue_graph(s.pos, s.residue_type, s.chain, graph_cfg) for s in batch]
@@ -267,7 +317,7 @@ def run_embed(args: argparse.Namespace) -> int:
         if not names:
             writer.abort()
             report = Path(str(out) + ".report.json")
-            report.write_text(json.dumps({"embedded": 0, "failed": failed}, indent=2))
+            report.write_text(json.dumps({"embedded": 0, "failed": failed, "long": long_report}, indent=2))
             raise InputError(f"no structure could be embedded ({len(failed)} failed; see {report})")
         if not args.no_residues:
             writer.append("residue_offsets", np.asarray(offsets, dtype=np.int64))
@@ -277,8 +327,11 @@ def run_embed(args: argparse.Namespace) -> int:
         writer.abort()
         raise
     report = Path(str(out) + ".report.json")
-    report.write_text(json.dumps({"embedded": len(names), "failed": failed}, indent=2))
+    report.write_text(json.dumps({"embedded": len(names), "failed": failed, "long": long_report}, indent=2))
     print(f"embedded {len(names)} of {len(files)} structures -> {out} ({len(failed)} failed, see {report})")
+    if long_report:
+        print(f"  {len(long_report)} longer than the limit: " + "; ".join(
+            f"{Path(k).name}: {v}" for k, v in list(long_report.items())[:5]) + (" ..." if len(long_report) > 5 else ""))
     for name, reason in list(failed.items())[:10]:
         print(f"  failed: {reason}" if name in reason else f"  failed: {name}: {reason}")
     return 0 if not failed else 1
@@ -300,8 +353,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     p.add_argument("--batch-residues", type=int, default=4096, help="padded residues per batch (default: 4096)")
     p.add_argument("--window", type=int, default=256, help="files parsed and length-sorted at a time (default: 256)")
-    p.add_argument("--max-length", type=int, default=1022, help="longest protein accepted (default: 1022)")
-    p.add_argument("--truncate", action="store_true", help="keep the first residues of longer proteins instead of failing")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="longest protein accepted (default: the ESM-2 limit, 1022 for released models; none for GearNet)")
+    p.add_argument("--long", choices=("error", "truncate", "window"), default="error",
+                   help="proteins over the limit: fail the file (default), keep the first residues, or (--model esm) "
+                   "run overlapping windows; truncated / windowed files are listed in the report")
+    p.add_argument("--truncate", action="store_true", help="same as --long truncate")
+    p.add_argument("--sequences", help="FASTA whose records (named like the files without suffix) each structure must "
+                   "match, unobserved residues allowed as gaps; mismatching files fail")
     p.add_argument("--drop-missing-ca", action="store_true", help="skip residues without CA instead of failing the file")
     p.add_argument("--max-unknown-fraction", type=float, default=0.5,
                    help="fail files with more unknown residues than this fraction (default: 0.5)")

@@ -344,6 +344,47 @@ def load_structure_sample(
     return sample_from_protein(protein, name or path.name, missing_ca, max_unknown_fraction)[0]
 
 
+def check_sequence(sample: StructureSample, sequence: str, source: str = "sequence") -> int:
+    """Check that a structure's residues are the given sequence, possibly with unobserved gaps.
+
+    The residues of ``sample`` (file order) must appear in ``sequence`` in order; residues the
+    structure does not resolve may be absent (a gap), nothing may be substituted. Unknown
+    residues (``X``, 20) on either side match anything.
+
+    Args:
+        sample: the structure's residues.
+        sequence: one-letter sequence (e.g. a FASTA record or DeepFRI's ``*_sequences.fasta``).
+        source: names the sequence in messages.
+
+    Returns:
+        the number of sequence residues the structure leaves out (0: identical).
+
+    Raises:
+        InputError: naming the structure, the first residue (position and author number) that
+            cannot be placed, and what the sequence holds there.
+    """
+    from tertiary.sequence import sequence_to_aatype
+
+    seq = sequence_to_aatype(sequence, source)
+    res = sample.residue_type.numpy()
+    j = 0
+    for i, r in enumerate(res):
+        last = j  # sequence position right after the previous residue's match
+        while j < len(seq) and not (r == 20 or seq[j] == 20 or seq[j] == r):
+            j += 1
+        if j == len(seq):
+            from tertiary.constants import RESTYPES_WITH_X
+
+            raise InputError(
+                f"{sample.name}: structure does not match {source} ({len(sequence)} residues; structure "
+                f"{len(res)}): structure residue {i + 1} ({RESTYPES_WITH_X[int(r)]}, author number "
+                f"{int(sample.residue_index[i])}) has no match at or after sequence position {last + 1}"
+                + (f" (which is {sequence[last].upper()})" if last < len(sequence) else " (past its end)")
+            )
+        j += 1
+    return len(seq) - len(res)
+
+
 class FunctionDataset(torch.utils.data.Dataset):
     """Structures of a DeepFRI task / split, parsed lazily, with their label vectors.
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from tertiary.data.graph import ResidueGraph
+from tertiary.errors import InputError
 from tertiary.models.esm import ESM2
 from tertiary.models.fusionprot.model import _check_lengths, esm_token_map, graph_tokens
 from tertiary.models.gearnet import GearNet, mean_readout
@@ -24,11 +25,20 @@ def _graph(graph: ResidueGraph | dict) -> ResidueGraph:
 
 
 class ESMEncoder(nn.Module):
-    """ESM-2 over the residues of each graph (``<cls> residues <eos>``); no structure."""
+    """ESM-2 over the residues of each graph (``<cls> residues <eos>``); no structure.
 
-    def __init__(self, esm: ESM2, freeze: bool = False) -> None:
+    ``long_mode``: proteins longer than ``esm.config.max_residues`` raise (``"error"``) or run
+    in overlapping windows whose per-residue states are averaged (``"window"``, see
+    :mod:`tertiary.models.esm.long_sequences`; logged as a warning). Truncation is the caller's
+    choice (cut the sample before building the graph).
+    """
+
+    def __init__(self, esm: ESM2, freeze: bool = False, long_mode: str = "error") -> None:
         super().__init__()
+        if long_mode not in ("error", "window"):
+            raise InputError(f"ESMEncoder long_mode must be 'error' or 'window', got {long_mode!r}")
         self.esm = esm
+        self.long_mode = long_mode
         self.register_buffer("token_map", esm_token_map(), persistent=False)
         if freeze:
             self.esm.requires_grad_(False)
@@ -40,6 +50,12 @@ class ESMEncoder(nn.Module):
     def forward(self, graph: ResidueGraph | dict, chunk_size: int | None = None) -> dict[str, torch.Tensor]:
         graph = _graph(graph)
         cfg = self.esm.config
+        if self.long_mode == "window" and bool((graph.num_nodes > cfg.max_residues).any()):
+            tokens, column = graph_tokens(graph, self.token_map, cfg.cls_idx, cfg.eos_idx, cfg.padding_idx)
+            last = cfg.num_layers
+            states = self.esm(tokens, repr_layers=[last], long_mode="window", chunk_size=chunk_size)
+            node = states["representations"][last][graph.node2graph, column]
+            return {"node_feature": node, "graph_feature": mean_readout(node, graph.node2graph, graph.batch_size)}
         _check_lengths(graph, cfg.max_residues)
         tokens, column = graph_tokens(graph, self.token_map, cfg.cls_idx, cfg.eos_idx, cfg.padding_idx)
         x, padding = self.esm.embed(tokens)
