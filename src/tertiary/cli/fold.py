@@ -9,6 +9,7 @@ import os
 import platform
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,6 +154,20 @@ def find_params(args: argparse.Namespace) -> Path:
     raise WeightsError(f"{PARAMS_ENV}={path}: no such file or folder")
 
 
+def check_params_file(path: Path) -> None:
+    """Cheap format check before a model is built (building a full-size model takes a while)."""
+    suffix = path.suffix.lower()
+    if suffix in (".npz", ".pt", ".pth", ".ckpt"):
+        with path.open("rb") as handle:
+            head = handle.read(4)
+        legacy_pickle = suffix != ".npz" and head[:1] == b"\x80"
+        if not (zipfile.is_zipfile(path) or legacy_pickle):
+            kind = "an AlphaFold2 .npz (zip) file" if suffix == ".npz" else "an OpenFold / PyTorch checkpoint"
+            raise WeightsError(f"{path}: corrupt or truncated parameter file, not {kind}")
+    elif suffix != ".safetensors":
+        raise WeightsError(f"{path}: unknown parameter format {suffix!r} (expected .npz, .pt or .safetensors)")
+
+
 def resolve_config(args: argparse.Namespace, params: Path) -> Any:
     """Model config from --config, else --preset, else the params file name (None for .safetensors)."""
     from tertiary.models.alphafold.config import AlphaFoldConfig
@@ -190,12 +205,55 @@ def resolve_device(name: str) -> torch.device:
 
 
 def available_memory(device: torch.device) -> int:
+    """Free bytes on ``device``: CUDA free memory, or the kernel's MemAvailable (RAM + reclaimable cache)."""
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     try:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
     except (ValueError, OSError, AttributeError):
         return 1 << 62
+
+
+def check_memory(
+    config: Any, name: str, n_res: int, n_seq: int, n_extra: int, chunk_size: int | None, bf16: bool,
+    n_params: int, available: int, device: torch.device,
+) -> str | None:  # fmt: skip
+    """Estimated peak memory against ``available`` bytes.
+
+    Returns a warning (estimate above 80% of what is free, with a ``--chunk-size`` that fits)
+    or None. Raises :class:`ResourceError` when even ``--chunk-size 1`` is estimated to need more
+    than twice the free memory (the estimate is good to ~2x, so that run cannot fit).
+    """
+    from tertiary.models.alphafold.memory import CHUNK_CANDIDATES, estimate_peak_bytes, suggest_chunk_size
+
+    bpe = 2 if bf16 else 4
+    need = estimate_peak_bytes(config, n_res, n_seq, n_extra, chunk_size, bpe, n_params)
+    if need <= 0.8 * available:
+        return None
+    least = estimate_peak_bytes(config, n_res, n_seq, n_extra, CHUNK_CANDIDATES[-1], bpe, n_params)
+    gib = 2**30
+    if least > 2 * available:
+        raise ResourceError(
+            f"{name}: {n_res} residues x {n_seq} MSA rows ({n_extra} extra) need about {least / gib:.1f} GiB even "
+            f"with --chunk-size {CHUNK_CANDIDATES[-1]}, only {available / gib:.1f} GiB is free on {device}; "
+            "use a device with more memory or fewer MSA sequences"
+        )
+    hint = suggest_chunk_size(config, n_res, n_seq, n_extra, available, bpe) or CHUNK_CANDIDATES[-1]
+    if chunk_size is None or hint < chunk_size:
+        advice = f"try --chunk-size {hint}"
+    else:
+        advice = f"even --chunk-size {CHUNK_CANDIDATES[-1]} is estimated at {least / 2**30:.1f} GiB; it may run out of memory"
+    return (
+        f"{name}: estimated peak memory {need / gib:.1f} GiB for {n_res} residues x {n_seq} MSA rows "
+        f"(chunk size {chunk_size or 'none'}), {available / gib:.1f} GiB free on {device}; {advice}"
+    )
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -297,8 +355,15 @@ def write_plots(out: Path, name: str, result: dict[str, np.ndarray], msa_rows: n
     plt.close(fig)
 
 
-def relax_structure(pdb_path: Path, out_path: Path) -> None:
-    """Amber relaxation through :mod:`tertiary.relax`; a clear error when OpenMM / PDBFixer are missing."""
+def relax_structure(pdb_path: Path, out_path: Path) -> dict[str, Any]:
+    """Amber relaxation through :mod:`tertiary.relax` (ConfigError when OpenMM / PDBFixer are missing)."""
+    from tertiary.relax import relax_pdb
+
+    result = relax_pdb(pdb_path, out_path)
+    return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.summary().items()}
+
+
+def _check_relax_available() -> None:
     try:
         import openmm  # noqa: F401
         import pdbfixer  # noqa: F401
@@ -306,12 +371,14 @@ def relax_structure(pdb_path: Path, out_path: Path) -> None:
         raise ConfigError(
             f"--relax needs OpenMM and PDBFixer ({exc.name} is not installed): pip install 'tertiary[relax]'"
         ) from exc
-    import tertiary.relax as relax
 
-    fn = getattr(relax, "relax_pdb", None)
-    if fn is None:
-        raise ConfigError("--relax: this tertiary build has no Amber relaxation (tertiary.relax.relax_pdb missing)")
-    fn(pdb_path, out_path)
+
+def _plots_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 # ----------------------------------------------------------------------------- run
@@ -331,7 +398,6 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from tertiary.models.alphafold.memory import estimate_peak_bytes, suggest_chunk_size
     from tertiary.models.alphafold.weights import load_model
 
     console = Console(stderr=True)
@@ -340,17 +406,20 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_size is not None and args.chunk_size < 1:
         raise ConfigError(f"--chunk-size must be >= 1, got {args.chunk_size}")
     queries, failures = collect_queries(args.input, args.msa)
+    if not queries:
+        detail = f": {failures[0]['error']}" if len(failures) == 1 else (
+            f" ({len(failures)} invalid records; first: {failures[0]['error']})" if failures else "")  # fmt: skip
+        raise InputError(f"{args.input}: no sequence to fold{detail}")
     params = find_params(args)
+    check_params_file(params)
     config = resolve_config(args, params)
     device = resolve_device(args.device)
     if args.relax:  # fail before folding anything
-        try:
-            import openmm  # noqa: F401
-            import pdbfixer  # noqa: F401
-        except ImportError as exc:
-            raise ConfigError(
-                f"--relax needs OpenMM and PDBFixer ({exc.name} is not installed): pip install 'tertiary[relax]'"
-            ) from exc
+        _check_relax_available()
+    if not args.no_plots and not _plots_available():
+        console.print("[yellow]warning: matplotlib is not installed, no PNG plots are written "
+                      "(pip install 'tertiary[plots]', or pass --no-plots)[/]")  # fmt: skip
+        args.no_plots = True
     args.out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
@@ -367,6 +436,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"[bold]tertiary fold[/]: {len(queries)} queries, {config.name} from {params.name} on {device}")
 
     state = RunState(failed=list(failures))
+    errors: list[TertiaryError] = []
     n_params = sum(p.numel() for p in model.parameters())
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:  # fmt: skip
@@ -380,10 +450,13 @@ def run(args: argparse.Namespace) -> int:
             try:
                 info = fold_one(q, model, args, device, num_recycles, n_params,
                                 lambda k, n: progress.update(task, completed=k + 1),  # noqa: B023
-                                estimate_peak_bytes, suggest_chunk_size, console)  # fmt: skip
+                                console)  # fmt: skip
                 state.done.append(info)
+                if "error" in info.get("relax", {}):
+                    state.failed.append({"name": q.name, "error": f"relaxation: {info['relax']['error']}"})
                 progress.update(task, description=f"{label} pLDDT {info['mean_plddt']:.1f}")
             except TertiaryError as exc:
+                errors.append(exc)
                 state.failed.append({"name": q.name, "error": " ".join(str(exc).split())})
                 progress.update(task, description=f"{label} [red]failed[/]")
                 console.print(f"[red]{q.name}: {exc}[/]")
@@ -397,11 +470,17 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"folded {len(state.done)}, skipped {len(state.skipped)}, failed {len(state.failed)}")
     for f in state.failed:
         console.print(f"  failed: {f['name']}: {f['error']}")
+    if state.failed and not state.done and not state.skipped:
+        # nothing could be folded: a user error, reported on one line (exit code 2)
+        if len(state.failed) == 1 and errors:
+            raise errors[0]
+        raise InputError(f"all {len(state.failed)} queries failed (see {args.out / 'summary.json'}); "
+                         f"first: {state.failed[0]['name']}: {state.failed[0]['error']}")  # fmt: skip
     return 1 if state.failed else 0
 
 
 def fold_one(q: Query, model: Any, args: argparse.Namespace, device: torch.device, num_recycles: int,
-             n_params: int, on_cycle: Any, estimate: Any, suggest: Any, console: Any) -> dict[str, Any]:  # fmt: skip
+             n_params: int, on_cycle: Any, console: Any) -> dict[str, Any]:  # fmt: skip
     """Features -> model -> files for one query; returns its summary entry."""
     from tertiary.data.msa_features import MSAFeatureConfig, build_features
     from tertiary.models.alphafold.model import split_cycles
@@ -422,15 +501,10 @@ def fold_one(q: Query, model: Any, args: argparse.Namespace, device: torch.devic
     times["features"] = time.perf_counter() - t
 
     n_res, n_seq, n_extra = len(q.sequence), cycles[0]["msa_feat"].shape[0], cycles[0]["extra_msa"].shape[0]
-    bpe = 2 if args.bf16 else 4
-    need = estimate(config, n_res, n_seq, n_extra, args.chunk_size, bpe, n_params)
-    avail = available_memory(device)
-    if need > 0.8 * avail:
-        hint = suggest(config, n_res, n_seq, n_extra, avail, bpe)
-        console.print(
-            f"[yellow]warning: {q.name}: estimated peak memory {need / 2**30:.1f} GiB, "
-            f"{avail / 2**30:.1f} GiB available on {device}; consider --chunk-size {hint or 64}[/]"
-        )
+    warning = check_memory(config, q.name, n_res, n_seq, n_extra, args.chunk_size, args.bf16, n_params,
+                           available_memory(device), device)  # fmt: skip
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/]")
     t = time.perf_counter()
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         out = model(cycles, num_cycles=num_recycles + 1, chunk_size=args.chunk_size, on_cycle=on_cycle)
@@ -450,11 +524,19 @@ def fold_one(q: Query, model: Any, args: argparse.Namespace, device: torch.devic
         rows = msa.deduplicate().sequences if msa is not None else np.asarray(
             [np.asarray(result["aatype"], dtype=np.int64)])  # fmt: skip
         write_plots(args.out, q.name, result, np.asarray(rows, dtype=np.int64))
-    if args.relax:
-        relax_structure(args.out / f"{q.name}.pdb", args.out / f"{q.name}.relaxed.pdb")
     times["write"] = time.perf_counter() - t
+    info: dict[str, Any] = {"name": q.name, "length": n_res, "msa_rows": int(msa.depth) if msa is not None else 1,
+                            "mean_plddt": conf["mean_plddt"], "ptm": conf["ptm"]}  # fmt: skip
+    if args.relax:
+        t = time.perf_counter()
+        try:
+            info["relax"] = relax_structure(args.out / f"{q.name}.pdb", args.out / f"{q.name}.relaxed.pdb")
+        except TertiaryError as exc:  # the prediction is kept; the run reports the failed relaxation
+            info["relax"] = {"error": " ".join(str(exc).split())}
+            console.print(f"[yellow]warning: {q.name}: relaxation failed, unrelaxed model kept: {exc}[/]")
+        times["relax"] = time.perf_counter() - t
     timings = {k: round(v, 3) for k, v in times.items()}
     (args.out / f"{q.name}.timings.json").write_text(json.dumps(timings))
-    return {"name": q.name, "length": n_res, "msa_rows": int(msa.depth) if msa is not None else 1,
-            "mean_plddt": conf["mean_plddt"], "ptm": conf["ptm"], "timings": timings}  # fmt: skip
+    info["timings"] = timings
+    return info
 
