@@ -115,3 +115,49 @@ def test_kinase_search_against_pdb_chains(shared_data, tmp_path):
     assert len(others) >= 5
     annotated = [h for h in others if h in ec]
     assert annotated and all(any(e.startswith(("2.7.10", "2.7.11", "2.7.12")) for e in ec[h]) for h in annotated)
+
+
+def test_streamed_database_matches_in_memory(tmp_path, capsys):
+    """--max-db-gib 0 streams the database from disk; every query (not only the first) sees all of it."""
+    query = read_fasta(FIXTURES / "2q2k_A.fasta")[0]
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(f">full\n{query.sequence}\n>core\n{query.sequence[20:]}\n")
+    db = FIXTURES / "2q2k_A_search_db.fasta"
+    for mode, extra in (("memory", []), ("stream", ["--max-db-gib", "0"])):
+        assert main(["msa", str(fasta), "--db", str(db), "-o", str(tmp_path / mode), "--cpus", "1", *extra]) == 0
+    for name in ("full", "core"):
+        memory, stream = _names(tmp_path / "memory" / f"{name}.a3m"), _names(tmp_path / "stream" / f"{name}.a3m")
+        assert len(memory) > 5 and stream == memory
+
+
+def test_a3m_feeds_tertiary_fold(tmp_path, capsys):
+    """The A3M written by 'tertiary msa' is accepted by 'tertiary fold --msa' (tiny random model)."""
+    import dataclasses
+    from importlib import util
+
+    import torch
+
+    from tertiary.models.alphafold.config import DataConfig
+    from tertiary.models.alphafold.model import AlphaFold
+    from tertiary.models.alphafold.weights import save_weights
+
+    path = Path(__file__).resolve().parents[1] / "models" / "alphafold" / "test_model.py"
+    spec = util.spec_from_file_location("_af2_test_model_msa", path)
+    module = util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    torch.manual_seed(0)
+    config = dataclasses.replace(module.tiny_config(), data=DataConfig(max_msa_clusters=8, max_extra_msa=16, num_recycles=0))
+    params = save_weights(AlphaFold(config), tmp_path / "tiny")
+
+    query = read_fasta(FIXTURES / "2q2k_A.fasta")[0]
+    fasta = tmp_path / "q.fasta"
+    fasta.write_text(f">{query.name}\n{query.sequence}\n")
+    db = FIXTURES / "2q2k_A_search_db.fasta"
+    assert main(["msa", str(fasta), "--db", str(db), "-o", str(tmp_path / "msas"), "--cpus", "1"]) == 0
+    rows = read_msa(tmp_path / "msas" / f"{query.name}.a3m").depth
+    out = tmp_path / "fold"
+    # the folder of A3Ms is matched to the FASTA records by name
+    assert main(["fold", str(fasta), "--msa", str(tmp_path / "msas"), "--params", str(params), "-o", str(out)]) == 0
+    folded = json.loads((out / "summary.json").read_text())["folded"]
+    assert folded[0]["name"] == query.name and folded[0]["msa_rows"] == rows > 5
+    assert (out / f"{query.name}.msa_coverage.png").is_file()

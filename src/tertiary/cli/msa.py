@@ -115,6 +115,8 @@ def search_one(
 
     alphabet = easel.Alphabet.amino()
     query = easel.TextSequence(name=record.name.encode() or b"query", sequence=record.sequence).digitize(alphabet)
+    if isinstance(database, easel.SequenceFile):
+        database.rewind()  # a streamed database is read to its end by every search
     result = None
     for result in pyhmmer.hmmer.jackhmmer(
         query,
@@ -142,7 +144,8 @@ def search_one(
             if not domain.included or len(names) >= max_seqs:
                 continue
             ali = domain.alignment
-            names.append(f"{hit.name}/{ali.target_from}-{ali.target_to}")
+            hit_name = hit.name.decode() if isinstance(hit.name, bytes) else str(hit.name)  # bytes in pyhmmer < 0.11
+            names.append(f"{hit_name}/{ali.target_from}-{ali.target_to}")
             seqs.append(re.sub(r"[^A-Za-z]", "", ali.target_sequence).upper())
     block = easel.DigitalSequenceBlock(
         alphabet, [query] + [easel.TextSequence(name=n.encode(), sequence=s).digitize(alphabet) for n, s in zip(names, seqs)]
