@@ -89,6 +89,9 @@ def test_fold_multi_record_fasta_skips_bad_and_finished(tmp_path, tiny_params, c
             assert all(abs(a.b_iso - value) < 0.01 for a in res)  # pLDDT 0-100 in the B-factor column
         block = gemmi.cif.read(str(out / f"{name}.cif")).sole_block()
         assert float(block.find_value("_ma_qa_metric_global.metric_value")) == pytest.approx(conf["mean_plddt"], abs=0.01)
+        assert block.find_value("_audit_conform.dict_name") == "mmcif_ma.dic"
+        assert block.find_value("_entity_poly.pdbx_seq_one_letter_code") == {"good1": "MKTAYIAKQR", "good2": "GSHMLEDPVAG"}[name]
+        assert gemmi.read_structure(str(out / f"{name}.cif")).entities[0].full_sequence == [r.name for r in st[0][0]]
         local = block.find("_ma_qa_metric_local.", ["label_seq_id", "metric_value"])
         assert [float(row[1]) for row in local] == pytest.approx(conf["plddt"], abs=0.01)
         for png in ("plddt", "pae", "msa_coverage"):
@@ -160,6 +163,15 @@ def test_fold_user_errors_are_one_line(tmp_path, tiny_params, monkeypatch, capsy
     monkeypatch.setitem(sys.modules, "openmm", None)  # as if OpenMM were not installed
     fails(["fold", str(fasta), "-o", str(tmp_path / "r"), "--relax"], "tertiary[relax]")
     assert not (tmp_path / "r").exists()  # nothing was folded
+
+
+def test_fold_without_matplotlib_writes_everything_but_plots(tmp_path, tiny_params, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if matplotlib were not installed
+    fasta = _fasta(tmp_path / "q.fasta", {"q": "MKTAYIAKQR"})
+    assert main(["fold", str(fasta), "--params", str(tiny_params), "-o", str(tmp_path / "o")]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "matplotlib is not installed" in err and "tertiary[plots]" in err
+    assert (tmp_path / "o" / "q.cif").is_file() and not list((tmp_path / "o").glob("*.png"))
 
 
 def test_fold_bad_parameter_files(tmp_path, tiny_params, capsys) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 
 import tertiary
 from tertiary.errors import ConfigError, InputError, ResourceError, TertiaryError, WeightsError
@@ -273,7 +274,45 @@ def write_structures(out: Path, name: str, sequence: str, result: dict[str, np.n
     )
     protein.to_pdb(out / f"{name}.pdb")
     cif = protein.to_mmcif()
-    (out / f"{name}.cif").write_text(cif.rstrip("\n") + "\n" + modelcif_qa(protein, plddt))
+    first, _, rest = cif.partition("\n")  # "data_NAME", then the atom_site loop
+    text = f"{first}\n{modelcif_header(name, protein)}{rest.rstrip()}\n{modelcif_qa(protein, plddt)}"
+    (out / f"{name}.cif").write_text(text)
+
+
+def _cif_quote(value: str) -> str:
+    return f"'{value}'" if re.search(r"[\s'\"]", value) or not value else value
+
+
+def modelcif_header(name: str, protein: Any) -> str:
+    """ModelCIF categories before ``atom_site``: entry, dictionary, software, entity, polymer
+    sequence, asym unit, chemical components and the model list (one theoretical model)."""
+    from tertiary import constants as rc
+
+    names = [rc.RESNAMES[int(a)] for a in protein.aatype]
+    one = "".join(rc.RESTYPES_WITH_X[min(int(a), rc.UNK_INDEX)] for a in protein.aatype)
+    lines = [
+        "#", f"_entry.id {_cif_quote(name)}",
+        "#", "_audit_conform.dict_name mmcif_ma.dic", "_audit_conform.dict_version 1.4.5",
+        "#", "loop_", "_software.pdbx_ordinal", "_software.name", "_software.version", "_software.type",
+        "_software.classification", f"1 tertiary {tertiary.__version__} package 'structure prediction'",
+        "#", "loop_", "_entity.id", "_entity.type", "_entity.src_method", "_entity.pdbx_description",
+        f"1 polymer man {_cif_quote(name)}",
+        "#", "_entity_poly.entity_id 1", "_entity_poly.type polypeptide(L)", "_entity_poly.nstd_linkage no",
+        f"_entity_poly.pdbx_seq_one_letter_code {one}", f"_entity_poly.pdbx_seq_one_letter_code_can {one}",
+        "#", "loop_", "_entity_poly_seq.entity_id", "_entity_poly_seq.num", "_entity_poly_seq.mon_id",
+        "_entity_poly_seq.hetero",
+        *[f"1 {i + 1} {n} n" for i, n in enumerate(names)],
+        "#", "_struct_asym.id A", "_struct_asym.entity_id 1", "_struct_asym.details 'Model subunit A'",
+        "#", "loop_", "_chem_comp.id", "_chem_comp.type", "_chem_comp.name",
+        *[f"{n} 'L-peptide linking' ." for n in sorted(set(names))],
+        "#", "_ma_data.id 1", "_ma_data.name Model", "_ma_data.content_type 'model coordinates'",
+        "#", "loop_", "_ma_model_list.ordinal_id", "_ma_model_list.model_id", "_ma_model_list.model_group_id",
+        "_ma_model_list.model_name", "_ma_model_list.model_group_name", "_ma_model_list.model_type",
+        "_ma_model_list.data_id",
+        "1 1 1 'Top ranked model' . 'Ab initio model' 1",
+        "#",
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def modelcif_qa(protein: Any, plddt: np.ndarray) -> str:
@@ -390,8 +429,17 @@ class RunState:
 
 
 def _versions() -> dict[str, str]:
-    return {"tertiary": tertiary.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}  # fmt: skip
+    """Versions of the packages that shape the result (optional ones when installed)."""
+    from importlib import metadata
+
+    out = {"tertiary": tertiary.__version__, "torch": torch.__version__, "numpy": np.__version__,
+           "python": platform.python_version()}  # fmt: skip
+    for name in ("gemmi", "safetensors", "openmm", "pdbfixer", "matplotlib"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -418,7 +466,7 @@ def run(args: argparse.Namespace) -> int:
         _check_relax_available()
     if not args.no_plots and not _plots_available():
         console.print("[yellow]warning: matplotlib is not installed, no PNG plots are written "
-                      "(pip install 'tertiary[plots]', or pass --no-plots)[/]")  # fmt: skip
+                      "(pip install 'tertiary\\[plots]', or pass --no-plots)[/]")  # fmt: skip
         args.no_plots = True
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -433,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
         "versions": _versions(), "model_config": config.to_dict(), "weights_load_seconds": round(load_s, 3),
     }  # fmt: skip
     (args.out / "config.json").write_text(json.dumps(run_config, indent=1))
-    console.print(f"[bold]tertiary fold[/]: {len(queries)} queries, {config.name} from {params.name} on {device}")
+    console.print(f"[bold]tertiary fold[/]: {len(queries)} queries, {escape(config.name)} from {escape(params.name)} on {device}")
 
     state = RunState(failed=list(failures))
     errors: list[TertiaryError] = []
@@ -441,7 +489,7 @@ def run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), console=console, transient=False) as progress:  # fmt: skip
         for i, q in enumerate(queries):
-            label = f"[{i + 1}/{len(queries)}] {q.name} ({len(q.sequence)} res)"
+            label = escape(f"[{i + 1}/{len(queries)}] {q.name} ({len(q.sequence)} res)")
             if (args.out / f"{q.name}.confidence.json").is_file() and not args.overwrite:
                 state.skipped.append(q.name)
                 console.print(f"{label}: done before, skipped (--overwrite to redo)")
@@ -459,7 +507,7 @@ def run(args: argparse.Namespace) -> int:
                 errors.append(exc)
                 state.failed.append({"name": q.name, "error": " ".join(str(exc).split())})
                 progress.update(task, description=f"{label} [red]failed[/]")
-                console.print(f"[red]{q.name}: {exc}[/]")
+                console.print(f"[red]{escape(q.name)}: {escape(str(exc))}[/]")
             except torch.OutOfMemoryError as exc:
                 state.failed.append({"name": q.name, "error": f"out of memory ({exc}); retry with --chunk-size 32"})
                 console.print(f"[red]{q.name}: out of memory; retry with a smaller --chunk-size[/]")
@@ -469,7 +517,7 @@ def run(args: argparse.Namespace) -> int:
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1))
     console.print(f"folded {len(state.done)}, skipped {len(state.skipped)}, failed {len(state.failed)}")
     for f in state.failed:
-        console.print(f"  failed: {f['name']}: {f['error']}")
+        console.print(f"  failed: {escape(f['name'])}: {escape(f['error'])}")
     if state.failed and not state.done and not state.skipped:
         # nothing could be folded: a user error, reported on one line (exit code 2)
         if len(state.failed) == 1 and errors:
@@ -504,7 +552,7 @@ def fold_one(q: Query, model: Any, args: argparse.Namespace, device: torch.devic
     warning = check_memory(config, q.name, n_res, n_seq, n_extra, args.chunk_size, args.bf16, n_params,
                            available_memory(device), device)  # fmt: skip
     if warning:
-        console.print(f"[yellow]warning: {warning}[/]")
+        console.print(f"[yellow]warning: {escape(warning)}[/]")
     t = time.perf_counter()
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
         out = model(cycles, num_cycles=num_recycles + 1, chunk_size=args.chunk_size, on_cycle=on_cycle)
@@ -533,7 +581,7 @@ def fold_one(q: Query, model: Any, args: argparse.Namespace, device: torch.devic
             info["relax"] = relax_structure(args.out / f"{q.name}.pdb", args.out / f"{q.name}.relaxed.pdb")
         except TertiaryError as exc:  # the prediction is kept; the run reports the failed relaxation
             info["relax"] = {"error": " ".join(str(exc).split())}
-            console.print(f"[yellow]warning: {q.name}: relaxation failed, unrelaxed model kept: {exc}[/]")
+            console.print(f"[yellow]warning: {escape(q.name)}: relaxation failed, unrelaxed model kept: {escape(str(exc))}[/]")
         times["relax"] = time.perf_counter() - t
     timings = {k: round(v, 3) for k, v in times.items()}
     (args.out / f"{q.name}.timings.json").write_text(json.dumps(timings))
