@@ -33,10 +33,12 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
     "model": ("pdbx_PDB_model_num",),
 }
 _REQUIRED = ("x", "y", "z", "atom_name", "resname", "chain_id", "resseq")
-_NULL = {"?", "."}
+_NULL = {"?", "."}  # CIF null tokens (written quoted when they are real values)
 
 
 def _column(block: gemmi.cif.Block, tags: tuple[str, ...]) -> list[str] | None:
+    """Values of the first tag present, unquoted; the null tokens ``?`` and ``.`` read as
+    ``""`` (gemmi's ``Column.str``)."""
     for tag in tags:
         col = block.find_values(f"_atom_site.{tag}")
         if col is not None and len(col):
@@ -44,18 +46,21 @@ def _column(block: gemmi.cif.Block, tags: tuple[str, ...]) -> list[str] | None:
     return None
 
 
-def _floats(values: list[str], source: str, tag: str, default: float | None) -> np.ndarray:
+def _floats(
+    values: list[str], source: str, tag: str, default: float | None, rows: np.ndarray
+) -> np.ndarray:
+    """Floats of one column; ``rows`` are the 0-based ``_atom_site`` rows (for messages)."""
     arr = np.array(values, dtype=object)
-    null = np.isin(arr, list(_NULL))
+    null = arr == ""
     if null.any():
         if default is None:
-            row = int(np.flatnonzero(null)[0])
+            row = int(rows[int(np.flatnonzero(null)[0])])
             raise ParseError(f"{source}: _atom_site row {row + 1}: missing value for {tag}")
         arr[null] = str(default)
     try:
         return arr.astype(np.float64)
     except ValueError:
-        for row, v in enumerate(values):
+        for row, v in zip(rows.tolist(), values):
             try:
                 float(v)
             except ValueError:
@@ -101,20 +106,24 @@ def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
         return [values[i] for i in keep]
 
     def strings(key: str, default: str = "") -> np.ndarray:
-        arr = np.array([("" if v in _NULL else v) for v in sel(key, default)], dtype=object)
+        arr = np.array(sel(key, default), dtype=object)
         return np.char.encode(arr.astype(str), "utf-8") if len(arr) else np.array([], "S1")
 
     xyz = np.stack(
-        [_floats(sel(k), source, f"_atom_site.Cartn_{k}", None) for k in ("x", "y", "z")], axis=1
+        [_floats(sel(k), source, f"_atom_site.Cartn_{k}", None, keep) for k in ("x", "y", "z")], axis=1
     )
     resseq_raw = sel("resseq")
+    het = np.array([g == "HETATM" for g in sel("group", "ATOM")], dtype=bool)
+    # Non-polymer groups have no label_seq_id ('.'): number them 0 (each is its own
+    # label_asym_id); a polymer residue needs a number.
+    resseq_raw = [v if v or not h else "0" for v, h in zip(resseq_raw, het.tolist())]
     try:
         resseq = np.array(resseq_raw, dtype=np.int64)
     except ValueError:
         bad = next(i for i, v in enumerate(resseq_raw) if not v.lstrip("-").isdigit())
+        what = "missing residue number" if not resseq_raw[bad] else "invalid residue number"
         raise ParseError(
-            f"{source}: _atom_site row {int(keep[bad]) + 1}: invalid residue number "
-            f"{resseq_raw[bad]!r}"
+            f"{source}: _atom_site row {int(keep[bad]) + 1}: {what} {resseq_raw[bad]!r}"
         ) from None
     return AtomSites(
         source=source,
@@ -122,7 +131,7 @@ def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
         record_kind="_atom_site row",
         model=model,
         n_models=len(uniq_models),
-        het=np.array([g == "HETATM" for g in sel("group", "ATOM")], dtype=bool),
+        het=het,
         atom_name=strings("atom_name"),
         altloc=strings("altloc"),
         resname=strings("resname"),
@@ -130,10 +139,10 @@ def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
         resseq=resseq,
         icode=strings("icode"),
         xyz=xyz,
-        occupancy=_floats(sel("occupancy", "1"), source, "_atom_site.occupancy", 1.0).astype(
+        occupancy=_floats(sel("occupancy", "1"), source, "_atom_site.occupancy", 1.0, keep).astype(
             np.float32
         ),
-        b_factor=_floats(sel("b_factor", "0"), source, "_atom_site.B_iso_or_equiv", 0.0).astype(
+        b_factor=_floats(sel("b_factor", "0"), source, "_atom_site.B_iso_or_equiv", 0.0, keep).astype(
             np.float32
         ),
         element=np.strings.upper(strings("element")),

@@ -12,6 +12,7 @@ name and its alignment in columns 13-16 (`` CA `` = carbon, ``CA  `` = calcium).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -26,6 +27,8 @@ _XYZ_FIELDS = (
     "x coordinate (columns 31-38)", "y coordinate (columns 39-46)", "z coordinate (columns 47-54)"
 )
 _OCC_B_FIELDS = ("occupancy (columns 55-60)", "B-factor (columns 61-66)")
+#: x, y, z (%8.3f), occupancy, B-factor (%6.2f), residue number (%4d): (start, width, point).
+_NUMBER_FIELDS = ((30, 8, 4), (38, 8, 4), (46, 8, 4), (54, 6, 3), (60, 6, 3), (22, 4, None))
 
 
 def _line_table(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,18 +94,117 @@ def _error_row(
     return ParseError(f"{source}: invalid {what}")  # pragma: no cover - parse succeeded row-wise
 
 
+def _byte_mask(positions: Iterable[int]) -> int:
+    """Integer with byte value 1 at the given byte positions (little-endian: byte 0 first)."""
+    return sum(1 << (8 * p) for p in positions)
+
+
+@functools.lru_cache(maxsize=16)
+def _fixed_layout(fields: tuple[tuple[int, int, int | None], ...]) -> tuple[np.ndarray, ...]:
+    """Per-field uint64 masks [K, 1] for :func:`_fixed_point`: every field is read as the 8-byte
+    word that ends where the field ends, its bytes left of the field replaced by ``'0'``."""
+    cols: dict[str, list[int]] = {k: [] for k in (
+        "keep", "fill", "required", "filler_ok", "pair_mask", "point", "int_bytes", "frac_bytes",
+        "frac_scale")}
+    for _, width, dot in fields:
+        if width > 8:
+            raise ValueError("fixed-point fast path: fields of at most 8 bytes")
+        pad = 8 - width
+        end = 8 if dot is None else pad + dot  # integer part: bytes pad .. end-1
+        cols["keep"].append(_byte_mask(range(pad, 8)) * 0xFF)
+        cols["fill"].append(_byte_mask(range(pad)) * 0x30)
+        cols["required"].append(
+            _byte_mask([end - 1] + ([] if dot is None else list(range(end + 1, 8))))
+        )
+        cols["filler_ok"].append(_byte_mask(range(pad, end - 1)))
+        cols["pair_mask"].append(_byte_mask(range(pad + 1, end)))
+        cols["point"].append(0 if dot is None else _byte_mask([end]))
+        # Removing the point: integer digits move one byte up (one decimal place down).
+        cols["int_bytes"].append(0 if dot is None else _byte_mask(range(end)) * 0xFF)
+        cols["frac_bytes"].append(_byte_mask(range(8 if dot is None else end + 1, 8)) * 0xFF
+                                  if dot is not None else (1 << 64) - 1)
+        cols["frac_scale"].append(10 ** (0 if dot is None else 7 - end))
+    out = [np.array(v, np.uint64)[:, None] for v in cols.values()]
+    out[-1] = out[-1].astype(np.float64)
+    return tuple(out)
+
+
+_M16, _M32 = np.uint64(0x00FF00FF00FF00FF), np.uint64(0x0000FFFF0000FFFF)
+_LOW32 = np.uint64(0xFFFFFFFF)
+_S8, _S16, _S32 = np.uint64(8), np.uint64(16), np.uint64(32)
+_MUL10, _MUL100, _MUL10K = np.uint64(10), np.uint64(100), np.uint64(10000)
+
+
+def _fixed_point(
+    mat: np.ndarray, fields: tuple[tuple[int, int, int | None], ...]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fast path for right-aligned fixed-point fields (``%8.3f``, ``%6.2f``, ``%4d``) of every
+    row of the C-contiguous uint8 matrix ``mat`` [M, W].
+
+    ``fields``: ``(start column (0-based), width <= 8, position of the point in the field or
+    None for integers)``; every field must end at column 8 or later. Returns the values [M, K]
+    float64 (an exact integer divided by a power of ten, hence equal to Python's ``float()`` of
+    the text) and ``ok`` [M, K]: False where the text is not ``[spaces][-]digits[.digits]`` with
+    the point in its place and a digit before it (such fields must go through the general
+    parser, which also reports errors).
+
+    Each field is loaded as one little-endian 8-byte word per row ("SIMD within a register")
+    and all work is done on [K, M] arrays, so that numpy runs long inner loops: per-element
+    indexing and operations along short rows are what makes a numpy parser slow.
+    """
+    keep, fill, required, filler_ok, pair_mask, point, int_bytes, frac_bytes, frac_scale = (
+        _fixed_layout(fields)
+    )
+    m, k = len(mat), len(fields)
+    if min(start + width for start, width, _ in fields) < 8:  # room for the 8-byte windows
+        mat = np.concatenate((np.full((m, 8), _SPACE, np.uint8), mat), axis=1)
+        fields = tuple((start + 8, width, dot) for start, width, dot in fields)
+    mat = np.ascontiguousarray(mat)
+    words = np.empty((k, m), "<u8")
+    for f, (start, width, _) in enumerate(fields):
+        if m:
+            words[f] = np.ndarray(
+                (m,), "<u8", buffer=mat, offset=start + width - 8, strides=(mat.strides[0],)
+            )
+    words &= keep
+    words |= fill
+    block = words.view(np.uint8)  # byte 0 of a word = the first character of the window
+    digits = block - np.uint8(48)
+    is_digit = digits <= 9
+    is_minus = block == 45
+    dw = is_digit.view("<u8")
+    mw = is_minus.view("<u8")
+    fw = ((block == _SPACE) | is_minus).view("<u8")
+    pw = (block == 46).view("<u8")
+    ok = (dw & required) == required
+    ok &= ((dw | fw) & filler_ok) == filler_ok
+    ok &= (pw & point) == point
+    # Inside the integer part, a space or '-' never follows a digit or a '-'.
+    ok &= (((dw | mw) << _S8) & fw & pair_mask) == 0
+    digits *= is_digit
+    x = digits.view("<u8").astype(np.uint64)
+    x = (x & int_bytes) << _S8 | (x & frac_bytes)  # drop the point byte
+    x = (x & _M16) * _MUL10 + (x >> _S8 & _M16)
+    x = (x & _M32) * _MUL100 + (x >> _S16 & _M32)
+    x = (x & _LOW32) * _MUL10K + (x >> _S32)
+    values = x.astype(np.float64) / frac_scale
+    np.negative(values, out=values, where=(mw & filler_ok) != 0)
+    return values.T, ok.T
+
+
 def _to_float(
     mat: np.ndarray, lo: int, hi: int, n: int, lines: np.ndarray, source: str, what: str,
     blank: tuple[float, ...] | None = None,
 ) -> np.ndarray:
     """``n`` consecutive fields of width ``(hi - lo) / n`` in columns ``lo:hi`` (0-based, end
-    exclusive) parsed as float64 ``[M, n]``; ``blank[k]`` (if given) replaces empty fields k."""
+    exclusive) parsed as float64 ``[M, n]``; ``blank[k]`` (if given) replaces empty fields k.
+    General (slow) path: numpy's string-to-float conversion, with errors naming the line."""
     width = (hi - lo) // n
     field = np.ascontiguousarray(mat[:, lo:hi])
     strings = field.view(f"S{width}")
     empty = None
     if blank is not None:
-        empty = strings == b""
+        empty = np.strings.strip(strings) == b""
         if empty.any():
             strings = np.where(empty, b"0", strings)
     try:
@@ -120,7 +222,9 @@ def _to_float(
     return values
 
 
-def _to_int(mat: np.ndarray, lo: int, hi: int, lines: np.ndarray, source: str, what: str) -> np.ndarray:
+def _to_int(
+    mat: np.ndarray, lo: int, hi: int, lines: np.ndarray, source: str, what: str
+) -> np.ndarray:
     field = np.ascontiguousarray(mat[:, lo:hi])
     try:
         return field.view(f"S{hi - lo}").ravel().astype(np.int64)
@@ -159,18 +263,21 @@ _AMINO_NAMES = frozenset(
 
 def _elements(mat: np.ndarray, names_raw: np.ndarray, resnames: np.ndarray) -> np.ndarray:
     """Element column: columns 77-78 when they hold a valid symbol, else inferred."""
-    elem = np.strings.upper(_column_str(mat, 76, 78))
-    uniq, inverse = np.unique(elem, return_inverse=True)
-    valid = np.array([u.decode(errors="replace") in ELEMENTS and u != b"" for u in uniq])
+    raw = np.ascontiguousarray(mat[:, 76:78]).view("<u2").ravel()
+    uniq, inverse = np.unique(raw, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    symbols = [u.tobytes().strip().upper() for u in uniq.astype("<u2")]
+    table = np.array(symbols, dtype="S2")
+    valid = np.array([s != b"" and s.decode(errors="replace") in ELEMENTS for s in symbols])
+    out = table[inverse]
     ok = valid[inverse]
     if ok.all():
-        return elem
+        return out
     bad = np.flatnonzero(~ok)
     keys = np.char.add(names_raw[bad], resnames[bad])
     ukeys, kinv = np.unique(keys, return_inverse=True)
     inferred = np.array([infer_element(k[:4], k[4:]) for k in ukeys], dtype="S2")
-    out = elem.astype("S2")
-    out[bad] = inferred[kinv]
+    out[bad] = inferred[kinv.reshape(-1)]
     return out
 
 
@@ -217,9 +324,16 @@ def read_pdb_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
             "(binary data or a corrupted file)"
         )
 
-    xyz = _to_float(mat, 30, 54, 3, lines, source, _XYZ_FIELDS)
-    occ_b = _to_float(mat, 54, 66, 2, lines, source, _OCC_B_FIELDS, blank=(1.0, 0.0))
-    resseq = _to_int(mat, 22, 26, lines, source, "residue number (columns 23-26)")
+    # Numbers: the fast fixed-point path, then the general parser for rows it did not accept
+    # (other layouts, blank occupancy / B-factor, errors).
+    values, ok = _fixed_point(mat, _NUMBER_FIELDS)
+    xyz, occ_b, resseq = values[:, :3], values[:, 3:5], values[:, 5].astype(np.int64)
+    slow = ~ok.all(axis=1)
+    if slow.any():
+        sub, sub_lines = mat[slow], lines[slow]
+        xyz[slow] = _to_float(sub, 30, 54, 3, sub_lines, source, _XYZ_FIELDS)
+        occ_b[slow] = _to_float(sub, 54, 66, 2, sub_lines, source, _OCC_B_FIELDS, blank=(1.0, 0.0))
+        resseq[slow] = _to_int(sub, 22, 26, sub_lines, source, "residue number (columns 23-26)")
 
     names_raw = np.ascontiguousarray(mat[:, 12:16]).view("S4").ravel()
     resname = _column_str(mat, 17, 20)

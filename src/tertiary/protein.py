@@ -46,6 +46,13 @@ _CA = rc.ATOM_ORDER["CA"]
 _BACKBONE37 = [rc.ATOM_ORDER[a] for a in ("N", "CA", "C", "O")]
 _ATOM_ALIASES = {"OT1": "O", "OT2": "OXT", "O1": "O", "O2": "OXT"}
 _RESIDUE_ATOM_ALIASES = {("ILE", "CD"): "CD1"}
+#: (residue name, atom name) -> atom37 name: renamed atoms of modified residues (MSE SE -> SD)
+#: and residue-specific aliases, as bytes.
+_ATOM_RENAMES = {
+    **{(mod.encode(), old.encode()): new
+       for mod, (_, renames) in rc.MODIFIED_RESIDUES.items() for old, new in renames.items()},
+    **{(res.encode(), old.encode()): new for (res, old), new in _RESIDUE_ATOM_ALIASES.items()},
+}
 _WATER = np.array(sorted(n.encode() for n in WATER_NAMES))
 
 
@@ -465,6 +472,8 @@ def _classify(resname: str) -> tuple[int, int, dict[str, str]]:
         parent, renames = rc.MODIFIED_RESIDUES[resname]
         return 0, rc.RESNAME_TO_INDEX[parent], renames
     info = gemmi.find_tabulated_residue(resname) if resname else None
+    if info is not None and info.kind == gemmi.ResidueKind.UNKNOWN:
+        info = None  # gemmi answers names it does not know with an UNKNOWN entry
     if info is not None and info.is_amino_acid():
         return 0, rc.UNK_INDEX, {}
     if info is not None and info.is_nucleic_acid():
@@ -502,19 +511,13 @@ def protein_from_sites(
                 f"(chains: {', '.join(map(repr, present))})"
             )
         sites = sites.take(np.isin(sites.chain_id, [c.encode() for c in wanted]))
-    sites = sites.take(~np.isin(sites.resname, _WATER))
-    m = len(sites)
+    water = np.zeros(len(sites), dtype=bool)
+    for w in _WATER:
+        water |= sites.resname == w
+    if water.any():
+        sites = sites.take(~water)
 
-    # Residues: runs of equal (chain, number, insertion code).
-    new_res = np.ones(m, dtype=bool)
-    if m:
-        new_res[1:] = (
-            (sites.chain_id[1:] != sites.chain_id[:-1])
-            | (sites.resseq[1:] != sites.resseq[:-1])
-            | (sites.icode[1:] != sites.icode[:-1])
-        )
-    res_of_atom = np.cumsum(new_res) - 1
-    first = np.flatnonzero(new_res)
+    res_of_atom, first = _residue_runs(sites)
     # Microheterogeneity: keep the atoms carrying the residue's first name.
     other_name = sites.resname != sites.resname[first][res_of_atom]
     if other_name.any():
@@ -525,15 +528,18 @@ def protein_from_sites(
             f"{sites.resname[row].decode(errors='replace')} at a position already read as "
             f"{sites.resname[first][res_of_atom[row]].decode(errors='replace')})"
         )
-        keep = ~other_name
-        sites, res_of_atom = sites.take(keep), res_of_atom[keep]
+        sites = sites.take(~other_name)
+        res_of_atom, first = _residue_runs(sites)
 
-    r_name = _decode(sites.resname[first])
+    # Residue classes: one lookup per distinct residue name.
+    name_codes, name_of_res = _unique_codes(sites.resname[first])
+    r_name_uniq = _decode(name_codes)
+    classes = [_classify(n) for n in r_name_uniq.tolist()]
+    r_name = r_name_uniq[name_of_res] if len(first) else np.array([], dtype="<U3")
     r_het = sites.het[first]
-    classes = {n: _classify(n) for n in set(r_name.tolist())}
-    r_kind = np.array([classes[n][0] for n in r_name.tolist()], dtype=np.int64).reshape(-1)
+    r_kind = np.array([c[0] for c in classes], dtype=np.int64)[name_of_res]
     r_kind = np.where(r_kind == 3, np.where(r_het, 1, 0), r_kind)
-    r_aatype = np.array([classes[n][1] for n in r_name.tolist()], dtype=np.int64).reshape(-1)
+    r_aatype = np.array([c[1] for c in classes], dtype=np.int64)[name_of_res]
     is_protein_res = r_kind == 0
     protein_ordinal = np.cumsum(is_protein_res) - 1
     n_res = int(is_protein_res.sum())
@@ -602,6 +608,33 @@ def protein_from_sites(
     )
 
 
+def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray]:
+    """Residues as runs of equal (chain, number, insertion code): residue of each atom [M]
+    and the first atom of each residue [R]."""
+    m = len(sites)
+    new_res = np.ones(m, dtype=bool)
+    if m:
+        new_res[1:] = (
+            (sites.chain_id[1:] != sites.chain_id[:-1])
+            | (sites.resseq[1:] != sites.resseq[:-1])
+            | (sites.icode[1:] != sites.icode[:-1])
+        )
+    return np.cumsum(new_res) - 1, np.flatnonzero(new_res)
+
+
+def _unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for short byte strings, sorting them as
+    integers (much faster than sorting strings)."""
+    width = values.dtype.itemsize
+    if len(values) == 0 or width > 8:
+        uniq, inverse = np.unique(values, return_inverse=True)
+        return uniq, inverse.reshape(-1)
+    size = 4 if width <= 4 else 8
+    ints = np.ascontiguousarray(values.astype(f"S{size}")).view(f"<u{size}")
+    uniq, first, inverse = np.unique(ints, return_index=True, return_inverse=True)
+    return values[first], inverse.reshape(-1)
+
+
 def _atom37_index(
     sites: AtomSites, rows: np.ndarray, aatype: np.ndarray, notes: list[str]
 ) -> np.ndarray:
@@ -609,20 +642,18 @@ def _atom37_index(
     names = sites.atom_name[rows]
     resnames = sites.resname[rows]
     elements = sites.element[rows]
-    uniq, inverse = np.unique(names, return_inverse=True)
+    uniq, inverse = _unique_codes(names)
     lookup = []
     for raw in uniq.tolist():
         text = raw.decode(errors="replace")
         text = _ATOM_ALIASES.get(text, text)
         lookup.append(rc.ATOM_ORDER.get(text, -1))
-    idx = np.array(lookup, dtype=np.int64)[inverse.reshape(-1)] if len(rows) else np.zeros(0, np.int64)
+    idx = np.array(lookup, dtype=np.int64)[inverse] if len(rows) else np.zeros(0, np.int64)
     # Renamed atoms of modified residues (MSE SE -> SD) and residue-specific aliases.
-    for mod, (_, renames) in rc.MODIFIED_RESIDUES.items():
-        for old, new in renames.items():
-            hit = (resnames == mod.encode()) & (names == old.encode())
-            idx[hit] = rc.ATOM_ORDER[new]
-    for (res, old), new in _RESIDUE_ATOM_ALIASES.items():
-        idx[(resnames == res.encode()) & (names == old.encode())] = rc.ATOM_ORDER[new]
+    uniq_list = set(uniq.tolist())
+    for (res, old), new in _ATOM_RENAMES.items():
+        if old in uniq_list:
+            idx[(names == old) & (resnames == res)] = rc.ATOM_ORDER[new]
 
     allowed = np.ones(len(rows), dtype=bool)
     std = aatype < rc.RESTYPE_NUM
