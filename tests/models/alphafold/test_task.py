@@ -1,0 +1,210 @@
+"""AlphaFold2 training task: cluster splits, cluster sampling, crops, recycling sampling, bf16, faults,
+and an overfit run on 4 real chains through the real engine."""
+
+import math
+from pathlib import Path
+
+import lmdb
+import numpy as np
+import pytest
+import torch
+
+from tertiary.data.folding_dataset import build_folding_dataset
+from tertiary.data.lmdb_store import LmdbDataset, LmdbWriter
+from tertiary.errors import ConfigError, DataError, TrainingError
+from tertiary.metrics import lddt, tm_score
+from tertiary.models.alphafold.task import AlphaFoldTask, ideal_helix_ca, random_coil_ca
+from tertiary.train.config import from_dict
+from tertiary.train.engine import Trainer
+from tertiary.train.options import TrainConfig
+
+FOLDING = Path(__file__).resolve().parents[2] / "data" / "folding"
+CHAINS = ["1sp2_A", "3oj3_J", "3wup_A", "5om2_B", "6h0g_F", "7cna_B"]
+TINY = dict(c_m=16, c_z=8, c_s=16, c_e=8, evoformer_blocks=1, extra_msa_blocks=1, structure_blocks=2, c_hidden=4,
+            no_heads=2, c_ipa=4, no_heads_ipa=2, c_resnet=8, num_recycles=2)  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """These models are tiny: one thread is fastest, and avoids stalls on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """The 6 test chains; 1sp2_A and 3oj3_J share cluster 1 but 3oj3_J is a validation chain."""
+    root = tmp_path_factory.mktemp("fold")
+    split = root / "split.tsv"
+    split.write_text(
+        "chain_id\tsplit\tcluster30\n1sp2_A\ttrain\t1\n3oj3_J\tvalid\t1\n3wup_A\ttrain\t3\n"
+        "5om2_B\ttrain\t3\n6h0g_F\ttest\t5\n7cna_B\ttrain\t6\n"
+    )
+    build_folding_dataset(FOLDING, root / "db.lmdb", split=split)
+    return root / "db.lmdb"
+
+
+def _task(db, model=None, **data):
+    return AlphaFoldTask({**TINY, **(model or {})}, {"path": str(db), "crop_size": 24, **data}, seed=0)
+
+
+def test_splits_follow_clusters_and_never_train_on_held_out_clusters(db):
+    task = _task(db)
+    names = lambda idx: sorted(task.dataset.meta[i]["name"] for i in idx)  # noqa: E731
+    groups = [names(g) for g in task.train_groups]
+    assert groups == [["3wup_A", "5om2_B"], ["7cna_B"]]  # one item per cluster; 1sp2_A dropped
+    assert task.leaked == ["1sp2_A"]
+    assert names(task.val_records) == ["3oj3_J"]
+    assert all("6h0g_F" not in g for g in groups)
+    with pytest.raises(ConfigError, match="also a training split"):
+        _task(db, val_split="train")
+    with pytest.raises(ConfigError, match="did you mean 'crop_size'"):
+        _task(db, crop_sise=3)
+
+
+def test_hash_split_without_split_table(tmp_path):
+    build_folding_dataset(FOLDING, tmp_path / "db.lmdb")
+    task = _task(tmp_path / "db.lmdb", val_fraction=0.5)
+    train = {task.dataset.meta[g[0]]["name"] for g in task.train_groups}
+    val = {task.dataset.meta[i]["name"] for i in task.val_records}
+    assert train | val == set(CHAINS) and not train & val and train and val
+    assert _task(tmp_path / "db.lmdb", val_fraction=0.5).val_records == task.val_records  # stable
+
+
+def test_training_items_sample_clusters_and_crop(db):
+    task = _task(db, spatial_crop_prob=0.5)
+    ds = task.train_dataset()
+    assert len(ds) == 2
+    seen = set()
+    for step in range(12):
+        torch.manual_seed(step)
+        item = ds[0]
+        seen.add(item["name"])
+        f, t = item["features"], item["targets"]
+        n = f["aatype"].shape[0]
+        assert n == 24 and t["all_atom_positions"].shape == (24, 37, 3)
+        assert f["aatype"].shape[-1] == 3  # num_recycles + 1 cycles of features
+        assert torch.equal(f["aatype"][:, 0], t["aatype"])
+        assert t["resolution"].item() == 2.0
+    assert seen == {"3wup_A", "5om2_B"}
+    torch.manual_seed(3)
+    a = ds[1]
+    torch.manual_seed(3)
+    assert torch.equal(a["targets"]["all_atom_positions"], ds[1]["targets"]["all_atom_positions"])
+    v = task.val_dataset()[0]
+    assert v["features"]["aatype"].shape[0] == task.dataset.meta[task.val_records[0]]["length"]  # uncropped
+
+
+def test_loss_samples_cycles_and_backpropagates(db):
+    task = _task(db)
+    model = task.build_model()
+    batch = task.collate([task.train_dataset()[0]])
+    cycles = set()
+    for seed in range(8):
+        total, terms = task.loss(model, batch, torch.Generator().manual_seed(seed))
+        assert torch.isfinite(total) and total.requires_grad
+        cycles.add(int(terms["num_cycles"]))
+        assert {"fape", "distogram", "masked_msa", "supervised_chi", "plddt"} <= set(terms)
+    assert cycles == {1, 2, 3}
+    total.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    metrics, n = task.evaluate(model.eval(), task.collate([task.val_dataset()[0]]))
+    assert n == 1 and 0.0 <= metrics["lddt_ca"] <= 1.0 and 0.0 < metrics["tm_score"] <= 1.0
+
+
+def test_batches_of_different_lengths_are_padded_and_masked(db):
+    task = _task(db, names=("3oj3_J", "3wup_A"), val_on_train=True, val_fraction=0.0, train_splits=("train", "valid"))
+    model = task.build_model().eval()
+    a, b = task.val_dataset()[0], task.val_dataset()[1]
+    la, lb = a["features"]["aatype"].shape[0], b["features"]["aatype"].shape[0]
+    assert la != lb
+    batch = task.collate([a, b])
+    n = max(la, lb)
+    assert batch["features"]["aatype"].shape[:2] == (2, n)
+    short = 0 if la < lb else 1
+    assert batch["targets"]["all_atom_mask"][short, min(la, lb):].sum() == 0
+    assert batch["features"]["seq_mask"][short, min(la, lb):].sum() == 0
+    with torch.no_grad():
+        both, count = task.evaluate(model, batch)
+        alone = [task.evaluate(model, task.collate([x]))[0] for x in (a, b)]
+    assert count == 2
+    for key in ("lddt_ca", "tm_score"):  # padding does not change any chain's score
+        assert both[key] == pytest.approx(alone[0][key] + alone[1][key], abs=1e-4)
+
+
+def _train_cfg(db, tmp_path, **over):
+    cfg = dict(task="alphafold", max_steps=2, device="cpu", log_every=1, out_dir=str(tmp_path / "run"),
+               model=TINY, data={"path": str(db), "crop_size": 16, "max_val_chains": 1, "val_crop_size": 16},
+               optim={"lr": 1e-3})  # fmt: skip
+    cfg.update(over)
+    return from_dict(TrainConfig, cfg)
+
+
+def test_bf16_training_through_the_engine(db, tmp_path):
+    trainer = Trainer(_train_cfg(db, tmp_path, precision="bf16"))
+    val = trainer.fit()
+    assert trainer.step == 2 and trainer.nan_skipped == 0
+    assert 0.0 <= val["lddt_ca"] <= 1.0
+    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
+def _copy_db(db, dest):
+    src = LmdbDataset(db)
+    with LmdbWriter(dest, "folding") as w:
+        for arrays, meta in src:
+            w.add(meta["name"], arrays, meta)
+        w.commit()
+    return dest
+
+
+def test_corrupt_record_is_a_clear_error_naming_it(db, tmp_path):
+    bad = _copy_db(db, tmp_path / "bad.lmdb")
+    env = lmdb.open(str(bad), subdir=False, lock=False)
+    with env.begin(write=True) as txn:
+        txn.put(b"3wup_A", b"\x00garbage")
+        txn.delete(b"7cna_B")
+    env.close()
+    task = _task(bad)
+    ds = task.train_dataset()
+    with pytest.raises(DataError, match="3wup_A: corrupt record"):
+        for i in range(8):
+            torch.manual_seed(i)
+            ds[0]
+    with pytest.raises(DataError, match="record '7cna_B' is missing"):
+        ds[1]
+
+
+def test_nan_coordinates_are_reported_but_do_not_poison_the_update(db, tmp_path):
+    """A record with NaN coordinates (the parser rejects them; a hand-made store may not) gives
+    non-finite structure terms, which the loss reports and leaves out of the total."""
+    arrays, meta = LmdbDataset(db)[0]
+    arrays = dict(arrays)
+    arrays["atom_positions"] = np.full_like(arrays["atom_positions"], np.nan)
+    with LmdbWriter(tmp_path / "nan.lmdb", "folding") as w:
+        w.add("x", arrays, {**meta, "name": "x", "split": "train"})
+        w.commit()
+    task = _task(tmp_path / "nan.lmdb", val_fraction=0.0)
+    model = task.build_model()
+    torch.manual_seed(0)
+    total, terms = task.loss(model, task.collate([task.train_dataset()[0]]), torch.Generator().manual_seed(0))
+    assert not math.isfinite(float(terms["fape"])) and math.isfinite(float(terms["masked_msa"]))
+    assert torch.isfinite(total)
+    total.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_trivial_baselines():
+    helix = ideal_helix_ca(30)
+    steps = (helix[1:] - helix[:-1]).norm(dim=-1)
+    assert torch.allclose(steps, steps[0]) and 3.7 < float(steps[0]) < 3.9  # CA-CA distance of a helix
+    coil = random_coil_ca(50, torch.Generator().manual_seed(0))
+    assert torch.allclose((coil[1:] - coil[:-1]).norm(dim=-1), torch.tensor(3.8, dtype=torch.float64))
+    assert lddt(helix, helix) == pytest.approx(1.0)
+    assert tm_score(coil[:30], helix) < 0.3
+
+
+# ---------------------------------------------------------------------------------------------
+# overfitting 4 real chains
