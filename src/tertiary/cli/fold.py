@@ -29,9 +29,12 @@ write, per record NAME, into the output folder:
   NAME.pdb (pLDDT 0-100 in the B-factor column), NAME.cif (mmCIF with ModelCIF pLDDT
   metrics), NAME.confidence.json (per-residue pLDDT, mean pLDDT, pTM, max PAE),
   NAME.pae.json (AlphaFold-DB layout, _ptm models), NAME.plddt.png / NAME.pae.png /
-  NAME.msa_coverage.png, NAME.timings.json; and once per run config.json (arguments,
-  versions, seed, model config) and summary.json. Finished records are skipped unless
-  --overwrite. Failing records are reported and skipped; the exit code is 1 if any failed.
+  NAME.msa_coverage.png, NAME.timings.json, NAME.relaxed.pdb (--relax); and once per run
+  config.json (arguments, versions, seed, model config) and summary.json. Finished records
+  are skipped unless --overwrite. Failing records are reported and skipped; the exit code is
+  1 if any failed, 2 (one-line error) if nothing could be folded. Before each record the peak
+  memory is estimated from its length and MSA depth: a warning suggests a --chunk-size that
+  fits, and a record that cannot fit even with --chunk-size 1 is refused.
 """
 
 EPILOG = """\
@@ -69,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, help="chunk size of O(N^2)/O(N^3) modules (lower = less memory)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on recent GPUs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the MSA sampling (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MSA sampling and masking (default 0)")
     p.add_argument("--relax", action="store_true", help="Amber relaxation (OpenMM + PDBFixer), writes NAME.relaxed.pdb")
     p.add_argument("--overwrite", action="store_true", help="fold records whose outputs already exist")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
