@@ -167,7 +167,8 @@ def test_matches_gemmi_on_a_clean_file() -> None:
         (_line(3)[:38] + "     inf" + _line(3)[46:], r"t\.pdb: line 3: invalid coordinates"),
         (_line(3)[:22] + "  x1" + _line(3)[26:], r"t\.pdb: line 3: invalid residue number"),
         (_line(3)[:54] + "  1.0x" + _line(3)[60:], r"t\.pdb: line 3: invalid occupancy"),
-        (_line(3)[:20] + "\x00" + _line(3)[21:], r"t\.pdb: line 3: non-text byte"),
+        (_line(3)[:20] + "\x00" + _line(3)[21:], r"t\.pdb: line 3: binary data \(NUL byte"),
+        (_line(3)[:20] + "\x07" + _line(3)[21:], r"t\.pdb: line 3: non-text byte"),
     ],
 )
 def test_bad_records_raise_parse_error(bad_line: str, pattern: str) -> None:

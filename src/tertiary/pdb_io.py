@@ -23,6 +23,8 @@ from tertiary.errors import InputError, ParseError
 _WIDTH = 80
 _MIN_ATOM_LINE = 54  # coordinates end at column 54
 _SPACE = 32
+_MASK4, _MASK5, _MASK6 = (np.uint64((1 << (8 * n)) - 1) for n in (4, 5, 6))
+_ATOM, _MODEL, _HETATM = (np.uint64(int.from_bytes(w, "little")) for w in (b"ATOM", b"MODEL", b"HETATM"))
 _XYZ_FIELDS = (
     "x coordinate (columns 31-38)", "y coordinate (columns 39-46)", "z coordinate (columns 47-54)"
 )
@@ -261,16 +263,28 @@ _AMINO_NAMES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=1)
+def _element_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Element symbol (S2, stripped, upper case) and validity of every 2-byte value of columns
+    77-78 read as a little-endian uint16."""
+    symbols = np.zeros(1 << 16, dtype="S2")
+    valid = np.zeros(1 << 16, dtype=bool)
+    printable = range(32, 127)
+    for a in printable:
+        for b in printable:
+            sym = bytes((a, b)).strip().upper()
+            code = a | (b << 8)
+            symbols[code] = sym
+            valid[code] = sym != b"" and sym.decode() in ELEMENTS
+    return symbols, valid
+
+
 def _elements(mat: np.ndarray, names_raw: np.ndarray, resnames: np.ndarray) -> np.ndarray:
     """Element column: columns 77-78 when they hold a valid symbol, else inferred."""
     raw = np.ascontiguousarray(mat[:, 76:78]).view("<u2").ravel()
-    uniq, inverse = np.unique(raw, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    symbols = [u.tobytes().strip().upper() for u in uniq.astype("<u2")]
-    table = np.array(symbols, dtype="S2")
-    valid = np.array([s != b"" and s.decode(errors="replace") in ELEMENTS for s in symbols])
-    out = table[inverse]
-    ok = valid[inverse]
+    symbols, valid = _element_tables()
+    out = symbols[raw]
+    ok = valid[raw]
     if ok.all():
         return out
     bad = np.flatnonzero(~ok)
@@ -283,17 +297,25 @@ def _elements(mat: np.ndarray, names_raw: np.ndarray, resnames: np.ndarray) -> n
 
 def read_pdb_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
     """Atom records of model ``model`` (1-based ordinal of MODEL records) of PDB text."""
+    nul = data.find(b"\x00")
+    if nul >= 0:  # text files never hold NUL bytes: binary data or a corrupted file
+        line = data.count(b"\n", 0, nul) + 1
+        raise ParseError(
+            f"{source}: line {line}: binary data (NUL byte at offset {nul}), not a PDB text file"
+        )
     buf = np.frombuffer(data, dtype=np.uint8)
     starts, lengths = _line_table(buf)
-    head = _gather(buf, starts, np.minimum(lengths, 6), 6)
-    prefix = head.view("S6").ravel()
-    is_atom = (prefix == b"HETATM") | (np.strings.startswith(prefix, b"ATOM"))
+    # The first 8 bytes at every line start as one little-endian word (overlapping windows of
+    # the buffer padded with newlines), compared with record names under a byte mask.
+    padded = data + b"\n" * 8
+    windows = np.ndarray((len(data),), "<u8", buffer=padded, strides=(1,))
+    heads = windows[starts] if len(data) else np.zeros(0, np.uint64)
+    het_rec = (heads & _MASK6) == _HETATM
+    is_atom = het_rec | ((heads & _MASK4) == _ATOM)
     atom_lines = np.flatnonzero(is_atom)
     if len(atom_lines) == 0:
-        if (buf[: 1 << 16] == 0).any():
-            raise ParseError(f"{source}: binary data, not a PDB or mmCIF file")
         raise ParseError(f"{source}: no ATOM/HETATM records (not a PDB file, or empty)")
-    model_lines = np.flatnonzero(np.strings.startswith(prefix, b"MODEL"))
+    model_lines = np.flatnonzero((heads & _MASK5) == _MODEL)
     n_models = max(1, len(model_lines))
     if len(model_lines):
         # Atoms before the first MODEL record (none in valid files) count as model 1.
@@ -343,7 +365,7 @@ def read_pdb_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
         record_kind="line",
         model=model,
         n_models=n_models,
-        het=prefix[atom_lines] == b"HETATM",
+        het=het_rec[atom_lines],
         atom_name=np.strings.strip(names_raw),
         altloc=_column_str(mat, 16, 17),
         resname=resname,

@@ -26,6 +26,7 @@ data, empty files) raise :class:`~tertiary.errors.ParseError` naming the file an
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -54,6 +55,7 @@ _ATOM_RENAMES = {
     **{(res.encode(), old.encode()): new for (res, old), new in _RESIDUE_ATOM_ALIASES.items()},
 }
 _WATER = np.array(sorted(n.encode() for n in WATER_NAMES))
+_WATER_CODES = np.array([int.from_bytes(n.ljust(4, b"\0"), "little") for n in _WATER], np.uint32)
 
 
 class ParseWarning(UserWarning):
@@ -463,6 +465,7 @@ def _chain_list(chains: Sequence[str] | str) -> list[str]:
     return [str(c) for c in chains]
 
 
+@functools.lru_cache(maxsize=4096)
 def _classify(resname: str) -> tuple[int, int, dict[str, str]]:
     """(kind, aatype, atom renames) of a residue name; kind 0 protein, 1 ligand,
     2 nucleotide, 3 unknown (protein in ATOM records, ligand in HETATM records)."""
@@ -511,15 +514,20 @@ def protein_from_sites(
                 f"(chains: {', '.join(map(repr, present))})"
             )
         sites = sites.take(np.isin(sites.chain_id, [c.encode() for c in wanted]))
-    water = np.zeros(len(sites), dtype=bool)
-    for w in _WATER:
-        water |= sites.resname == w
+    if sites.resname.dtype.itemsize <= 4:
+        codes = np.ascontiguousarray(sites.resname.astype("S4")).view("<u4").ravel()
+        water = codes == _WATER_CODES[0]
+        for code in _WATER_CODES[1:]:
+            water |= codes == code
+    else:
+        water = np.isin(sites.resname, _WATER)
     if water.any():
         sites = sites.take(~water)
 
     res_of_atom, first = _residue_runs(sites)
     # Microheterogeneity: keep the atoms carrying the residue's first name.
-    other_name = sites.resname != sites.resname[first][res_of_atom]
+    resname_codes = _int_codes(sites.resname)
+    other_name = resname_codes != resname_codes[first][res_of_atom]
     if other_name.any():
         row = int(np.flatnonzero(other_name)[0])
         notes.append(
@@ -614,12 +622,24 @@ def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray]:
     m = len(sites)
     new_res = np.ones(m, dtype=bool)
     if m:
+        chain, icode = _int_codes(sites.chain_id), _int_codes(sites.icode)
         new_res[1:] = (
-            (sites.chain_id[1:] != sites.chain_id[:-1])
+            (chain[1:] != chain[:-1])
             | (sites.resseq[1:] != sites.resseq[:-1])
-            | (sites.icode[1:] != sites.icode[:-1])
+            | (icode[1:] != icode[:-1])
         )
     return np.cumsum(new_res) - 1, np.flatnonzero(new_res)
+
+
+def _int_codes(values: np.ndarray) -> np.ndarray:
+    """Byte strings as unsigned integers of equal order of equality (for fast comparisons);
+    arrays of strings longer than 8 bytes are returned unchanged."""
+    width = values.dtype.itemsize
+    for size in (1, 2, 4, 8):
+        if width <= size:
+            padded = values if width == size else values.astype(f"S{size}")
+            return np.ascontiguousarray(padded).view(f"<u{size}").ravel()
+    return values
 
 
 def _unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -635,6 +655,34 @@ def _unique_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values[first], inverse.reshape(-1)
 
 
+_NAME_CODES = np.array(
+    sorted(
+        (int.from_bytes(name.encode().ljust(4, b"\0"), "little"), rc.ATOM_ORDER[target])
+        for name, target in {**{a: a for a in rc.ATOM_TYPES}, **_ATOM_ALIASES}.items()
+    ),
+    dtype=np.int64,
+)
+
+
+def _atom_name_index(names: np.ndarray) -> np.ndarray:
+    """atom37 index of each atom name (``S`` array; aliases OT1 -> O...), -1 when unknown.
+    Names of at most 4 bytes are looked up as uint32 codes with a binary search."""
+    if len(names) == 0:
+        return np.zeros(0, np.int64)
+    if names.dtype.itemsize > 4:
+        uniq, inverse = _unique_codes(names)
+        lookup = []
+        for raw in uniq.tolist():
+            text = raw.decode(errors="replace")
+            text = _ATOM_ALIASES.get(text, text)
+            lookup.append(rc.ATOM_ORDER.get(text, -1))
+        return np.array(lookup, dtype=np.int64)[inverse]
+    codes = np.ascontiguousarray(names.astype("S4")).view("<u4").astype(np.int64).ravel()
+    pos = np.searchsorted(_NAME_CODES[:, 0], codes)
+    pos = np.minimum(pos, len(_NAME_CODES) - 1)
+    return np.where(_NAME_CODES[pos, 0] == codes, _NAME_CODES[pos, 1], -1)
+
+
 def _atom37_index(
     sites: AtomSites, rows: np.ndarray, aatype: np.ndarray, notes: list[str]
 ) -> np.ndarray:
@@ -642,18 +690,12 @@ def _atom37_index(
     names = sites.atom_name[rows]
     resnames = sites.resname[rows]
     elements = sites.element[rows]
-    uniq, inverse = _unique_codes(names)
-    lookup = []
-    for raw in uniq.tolist():
-        text = raw.decode(errors="replace")
-        text = _ATOM_ALIASES.get(text, text)
-        lookup.append(rc.ATOM_ORDER.get(text, -1))
-    idx = np.array(lookup, dtype=np.int64)[inverse] if len(rows) else np.zeros(0, np.int64)
+    idx = _atom_name_index(names)
     # Renamed atoms of modified residues (MSE SE -> SD) and residue-specific aliases.
-    uniq_list = set(uniq.tolist())
     for (res, old), new in _ATOM_RENAMES.items():
-        if old in uniq_list:
-            idx[(names == old) & (resnames == res)] = rc.ATOM_ORDER[new]
+        hit = names == old
+        if hit.any():
+            idx[hit & (resnames == res)] = rc.ATOM_ORDER[new]
 
     allowed = np.ones(len(rows), dtype=bool)
     std = aatype < rc.RESTYPE_NUM
