@@ -132,6 +132,24 @@ def test_fold_folder_with_msas_seed_and_bf16(tmp_path, tiny_params) -> None:
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["arguments"]["bf16"] is True
 
 
+def test_fold_stockholm_msa_and_a_mismatched_msa_in_a_batch(tmp_path, tiny_params, capsys) -> None:
+    from tertiary.sequence import read_fasta, read_msa
+
+    fixtures = Path(__file__).resolve().parents[1] / "data" / "sequence"
+    query = read_fasta(fixtures / "2q2k_A.fasta")[0]
+    msas = tmp_path / "msas"
+    msas.mkdir()
+    (msas / "target.sto").write_text((fixtures / "2q2k_A_uniref90_hits.sto").read_text())
+    _a3m(msas / "other.a3m", SEQ[::-1], 3)  # belongs to another sequence
+    fasta = _fasta(tmp_path / "q.fasta", {"target": query.sequence, "other": SEQ})
+    out = tmp_path / "out"
+    assert main(["fold", str(fasta), "--msa", str(msas), "--params", str(tiny_params), "-o", str(out), "--no-plots"]) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["folded"][0]["name"] == "target"
+    assert summary["folded"][0]["msa_rows"] == read_msa(fixtures / "2q2k_A_uniref90_hits.sto").depth > 1
+    assert summary["failed"][0]["name"] == "other" and "other.a3m" in summary["failed"][0]["error"]
+
+
 def test_fold_user_errors_are_one_line(tmp_path, tiny_params, monkeypatch, capsys) -> None:
     fasta = _fasta(tmp_path / "q.fasta", {"q": "MKTAYIAKQR"})
     out = str(tmp_path / "o")

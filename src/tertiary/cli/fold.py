@@ -132,7 +132,25 @@ def collect_queries(input_path: Path, msa: Path | None) -> tuple[list[Query], li
             queries[0].msa_path = msa
         else:
             raise InputError(f"--msa {msa}: no such file or folder")
+        queries = _check_msas(queries, failures)
     return queries, failures
+
+
+def _check_msas(queries: list[Query], failures: list[dict[str, str]]) -> list[Query]:
+    """Drop (and report) queries whose MSA is unreadable or does not start with the query,
+    before any model is loaded."""
+    from tertiary.sequence import read_msa
+
+    kept = []
+    for q in queries:
+        if q.msa_path is not None:
+            try:
+                read_msa(q.msa_path).check_query(q.sequence, source=str(q.msa_path))
+            except TertiaryError as exc:
+                failures.append({"name": q.name, "error": " ".join(str(exc).split())})
+                continue
+        kept.append(q)
+    return kept
 
 
 def find_params(args: argparse.Namespace) -> Path:
@@ -459,7 +477,7 @@ def run(args: argparse.Namespace) -> int:
     queries, failures = collect_queries(args.input, args.msa)
     if not queries:
         detail = f": {failures[0]['error']}" if len(failures) == 1 else (
-            f" ({len(failures)} invalid records; first: {failures[0]['error']})" if failures else "")  # fmt: skip
+            f" ({len(failures)} records failed; first: {failures[0]['error']})" if failures else "")  # fmt: skip
         raise InputError(f"{args.input}: no sequence to fold{detail}")
     params = find_params(args)
     check_params_file(params)
