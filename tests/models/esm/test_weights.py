@@ -153,3 +153,18 @@ def test_load_overrides(model, tmp_path):
     assert load_esm(folder, max_residues=100).config.max_residues == 100
     with pytest.raises(WeightsError, match="change the architecture"):
         load_esm(folder, num_layers=3)
+
+
+def test_only_argparse_namespace_is_allowed_and_only_while_loading(model, tmp_path):
+    """fair-esm's cfg holds an argparse.Namespace: that class, and no other, may be unpickled."""
+    import pathlib
+    import types
+
+    good = argparse.Namespace(encoder_layers=2, encoder_embed_dim=32, encoder_attention_heads=4, token_dropout=True)
+    torch.save({"model": _fairseq(model), "cfg": {"model": good}}, tmp_path / "esm2_ok.pt")
+    assert load_esm(tmp_path / "esm2_ok.pt").config.num_layers == 2
+    assert argparse.Namespace not in torch.serialization.get_safe_globals()  # allowed only during the load
+    for other in (types.SimpleNamespace(encoder_layers=2), pathlib.PurePosixPath("esm2")):
+        torch.save({"model": _fairseq(model), "cfg": {"model": other}}, tmp_path / "esm2_bad.pt")
+        with pytest.raises(WeightsError, match=r"esm2_bad.pt: refused to unpickle"):
+            load_esm(tmp_path / "esm2_bad.pt")
