@@ -317,6 +317,39 @@ def test_gemmi_default_reader_rejects_a_legacy_file_that_tertiary_reads() -> Non
         pytest.skip("this gemmi version accepts the junk charge columns")
 
 
+def test_every_db55_file_matches_its_record_counts(shared_data: Path) -> None:
+    """All 638 legacy DB5.5 files (24 of which gemmi's default reader rejects) parse; atom,
+    residue and chain counts equal the plain fixed-column counts of ``files.tsv``."""
+    import csv
+
+    root = shared_data / "db5.5_docking_benchmark"
+    rows = list(csv.DictReader((root / "files.tsv").open(), delimiter="\t"))
+    assert len(rows) == 638
+    from tertiary.atom_sites import read_structure_bytes
+
+    for row in rows:
+        data = (root / row["file"]).read_bytes()
+        sites = read_structure_bytes(data, row["file"])
+        assert len(sites) == int(row["n_atom_records"]) + int(row["n_hetatm_records"]), row["file"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ParseWarning)
+            p = Protein.from_string(data, name=row["file"])
+        assert len(p) + len(p.ligands) == int(row["n_residues"]), row["file"]
+        chains = set(p.chain_id.tolist()) | {g.chain_id for g in p.ligands}
+        assert {c or "_" for c in chains} == set(row["chains"]), row["file"]
+        assert int(p.atom_mask.sum()) <= int(row["n_atom_records"]) + int(row["n_hetatm_records"])
+
+
+def test_extension_decides_when_content_is_ambiguous(tmp_path: Path) -> None:
+    text = "# a comment line, nothing else\n"
+    (tmp_path / "a.cif").write_text(text)
+    (tmp_path / "a.pdb").write_text(text)
+    with pytest.raises(ParseError, match="a.cif: no _atom_site"):
+        Protein.from_file(tmp_path / "a.cif")
+    with pytest.raises(ParseError, match="a.pdb: no ATOM/HETATM"):
+        Protein.from_file(tmp_path / "a.pdb")
+
+
 def test_blank_chain_and_touching_b_factors() -> None:
     p = _read(DATA / "1ACB_l_u.pdb.gz")
     assert p.chains == ("",) and p.sequence("") == p.sequence()

@@ -433,8 +433,12 @@ class Protein:
         include_ligands: bool = True,
     ) -> str:
         """mmCIF text with one ``_atom_site`` loop (and write it to ``path`` when given).
-        ``b_factors`` as in :meth:`to_pdb`. Blank chain ids are written as ``A`` + n? No: a
-        blank chain id raises :class:`InputError` (mmCIF requires one)."""
+        ``b_factors`` as in :meth:`to_pdb`; author and label fields are both written (label
+        sequence ids count residues per chain from 1; ligands get ``.``).
+
+        Raises:
+            InputError: a blank chain id (mmCIF needs one; rename chains first).
+        """
         from tertiary.mmcif_io import format_mmcif
 
         records = self._records(b_factors, include_ligands)
