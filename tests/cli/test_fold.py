@@ -167,6 +167,12 @@ def test_fold_user_errors_are_one_line(tmp_path, tiny_params, monkeypatch, capsy
     monkeypatch.setenv("TERTIARY_PARAMS", str(tmp_path))
     fails(["fold", str(fasta), "-o", out, "--preset", "model_3_ptm"], str(tmp_path), "params_model_3_ptm.npz")
     fails(["fold", str(fasta), "-o", out], "TERTIARY_PARAMS", "--preset")
+    fails(["fold", str(fasta), "-o", out, "--params", str(tiny_params), "--preset", "model_3_ptm"], "'tiny'")
+    fails(["fold", str(fasta), "-o", out, "--params", str(tiny_params), "--config", str(tiny_params.with_suffix(".json"))],
+          "own config")  # fmt: skip
+    monkeypatch.setenv("TERTIARY_PARAMS", str(tiny_params.parent))  # a folder: the preset's file is found there
+    assert main(["fold", str(fasta), "-o", str(tmp_path / "env"), "--preset", "tiny", "--no-plots"]) == 0
+    assert json.loads((tmp_path / "env" / "config.json").read_text())["params"] == str(tiny_params)
     monkeypatch.setenv("TERTIARY_PARAMS", str(tiny_params))  # the variable naming a file works
     fails(["fold", str(_fasta(tmp_path / "bad.fasta", {"bad": "MKTAYZ1KQR"})), "-o", out], "bad", "1")
     msa = tmp_path / "wrong.a3m"

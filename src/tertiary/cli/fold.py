@@ -194,6 +194,17 @@ def resolve_config(args: argparse.Namespace, params: Path) -> Any:
     """Model config from --config, else --preset, else the params file name (None for .safetensors)."""
     from tertiary.models.alphafold.config import AlphaFoldConfig
 
+    if params.suffix.lower() == ".safetensors":  # tertiary weights carry their config
+        if args.config is not None:
+            raise ConfigError(f"--config {args.config}: {params.name} has its own config ({params.with_suffix('.json').name})")
+        if args.preset:
+            try:
+                own = json.loads(params.with_suffix(".json").read_text()).get("name")
+            except (OSError, json.JSONDecodeError, AttributeError):
+                own = None  # reported when the weights are loaded
+            if own is not None and own != args.preset:
+                raise ConfigError(f"--preset {args.preset}: {params.name} holds the config {own!r}")
+        return None
     if args.config is not None:
         try:
             data = json.loads(args.config.read_text())
@@ -206,8 +217,6 @@ def resolve_config(args: argparse.Namespace, params: Path) -> Any:
         return AlphaFoldConfig.from_dict(data)
     if args.preset:
         return AlphaFoldConfig.preset(args.preset)
-    if params.suffix == ".safetensors":
-        return None
     match = re.search(r"(model_[1-5](?:_ptm)?)(?![\w])", params.stem)
     if match is None:
         raise ConfigError(f"{params}: cannot tell the preset from the file name; pass --preset (e.g. model_1_ptm)")
