@@ -347,3 +347,17 @@ def test_fold_with_openfold_reference_weights(tmp_path) -> None:
         cas.append(_ca(out / f"{summary['name']}.pdb"))
         assert cas[-1].shape == (meta["protein"]["length"], 3) and np.isfinite(cas[-1]).all()
     assert np.abs(cas[0] - cas[1]).max() < 2e-3  # written to 3 decimals
+
+
+def test_fold_model_without_ptm_head(tmp_path) -> None:
+    """Non-_ptm models: pLDDT only; no PAE file or plot, pTM / max PAE null."""
+    config = _tiny_config()
+    config = dataclasses.replace(config, heads=dataclasses.replace(config.heads, tm_enabled=False))
+    torch.manual_seed(1)
+    params = save_weights(AlphaFold(config), tmp_path / "w" / "noptm")
+    out = tmp_path / "out"
+    assert main(["fold", str(_fasta(tmp_path / "q.fasta", {"q": SEQ})), "--params", str(params), "-o", str(out)]) == 0
+    conf = json.loads((out / "q.confidence.json").read_text())
+    assert conf["ptm"] is None and conf["max_pae"] is None and len(conf["plddt"]) == len(SEQ)
+    assert not (out / "q.pae.json").exists() and not (out / "q.pae.png").exists()
+    assert (out / "q.plddt.png").is_file() and (out / "q.msa_coverage.png").is_file()
