@@ -72,6 +72,21 @@ def test_violations_left_after_a_round_lift_their_restraints(trp_cage) -> None:
     assert more.clashes_after == 0
 
 
+def test_relax_bad_inputs(trp_cage) -> None:
+    from tertiary.errors import InputError
+
+    aatype = trp_cage.aatype.copy()
+    aatype[5] = 20  # unknown residue: no Amber template
+    unknown = Protein(atom_positions=trp_cage.atom_positions, atom_mask=trp_cage.atom_mask, aatype=aatype,
+                      residue_index=trp_cage.residue_index, chain_id=trp_cage.chain_id, name="unk")  # fmt: skip
+    with pytest.raises(InputError, match="relax 'unk': OpenMM cannot parametrise.*UNK"):
+        relax_protein(unknown)
+    empty = Protein(atom_positions=np.zeros((2, 37, 3)), atom_mask=np.zeros((2, 37)), aatype=[0, 1],
+                    residue_index=[1, 2], chain_id=["A", "A"], name="empty")  # fmt: skip
+    with pytest.raises(InputError, match="no atoms"):
+        relax_protein(empty)
+
+
 def test_relax_config_is_checked() -> None:
     with pytest.raises(ConfigError):
         RelaxConfig(tolerance=0.0)
