@@ -36,31 +36,40 @@ _REQUIRED = ("x", "y", "z", "atom_name", "resname", "chain_id", "resseq")
 _NULL = {"?", "."}  # CIF null tokens (written quoted when they are real values)
 
 
-def _column(block: gemmi.cif.Block, tags: tuple[str, ...]) -> list[str] | None:
-    """Values of the first tag present, unquoted; the null tokens ``?`` and ``.`` read as
-    ``""`` (gemmi's ``Column.str``)."""
+def _column(block: gemmi.cif.Block, tags: tuple[str, ...]) -> np.ndarray | None:
+    """Values ([n] str array) of the first tag present, unquoted; the null tokens ``?`` and
+    ``.`` read as ``""``. Raw tokens come from gemmi in one call; only quoted tokens (rare)
+    are unquoted one by one."""
     for tag in tags:
         col = block.find_values(f"_atom_site.{tag}")
         if col is not None and len(col):
-            return [col.str(i) for i in range(len(col))]
+            arr = np.array(list(col), dtype=str)
+            arr[(arr == "?") | (arr == ".")] = ""
+            first = arr.astype("U1")
+            quoted = np.flatnonzero((first == "'") | (first == '"') | (first == ";"))
+            if len(quoted):
+                arr = arr.astype(object)
+                for i in quoted.tolist():
+                    arr[i] = gemmi.cif.as_string(arr[i])
+                arr = arr.astype(str)
+            return arr
     return None
 
 
 def _floats(
-    values: list[str], source: str, tag: str, default: float | None, rows: np.ndarray
+    values: np.ndarray, source: str, tag: str, default: float | None, rows: np.ndarray
 ) -> np.ndarray:
-    """Floats of one column; ``rows`` are the 0-based ``_atom_site`` rows (for messages)."""
-    arr = np.array(values, dtype=object)
-    null = arr == ""
+    """Floats of one column ([n] str); ``rows`` are the 0-based ``_atom_site`` rows."""
+    null = values == ""
     if null.any():
         if default is None:
             row = int(rows[int(np.flatnonzero(null)[0])])
             raise ParseError(f"{source}: _atom_site row {row + 1}: missing value for {tag}")
-        arr[null] = str(default)
+        values = np.where(null, str(default), values)
     try:
-        return arr.astype(np.float64)
+        return values.astype(np.float64)
     except ValueError:
-        for row, v in zip(rows.tolist(), values):
+        for row, v in zip(rows.tolist(), values.tolist()):
             try:
                 float(v)
             except ValueError:
@@ -68,6 +77,16 @@ def _floats(
                     f"{source}: _atom_site row {row + 1}: invalid {tag} {v!r}"
                 ) from None
         raise
+
+
+def _encode(values: np.ndarray) -> np.ndarray:
+    """str array -> UTF-8 byte-string array."""
+    if not len(values):
+        return np.array([], "S1")
+    try:
+        return values.astype("S")
+    except UnicodeEncodeError:
+        return np.char.encode(values, "utf-8")
 
 
 def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
@@ -93,37 +112,36 @@ def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
     if any(v is not None and len(v) != n for v in cols.values()):
         raise ParseError(f"{source}: _atom_site columns have different lengths (truncated?)")
 
-    model_ids = cols["model"] or ["1"] * n
-    uniq_models = list(dict.fromkeys(model_ids))
+    model_ids = cols["model"] if cols["model"] is not None else np.full(n, "1")
+    uniq_models = list(dict.fromkeys(np.unique(model_ids, return_index=True)[1].tolist()))
+    uniq_models = [model_ids[i] for i in sorted(uniq_models)]  # order of first appearance
     if model > len(uniq_models):
         raise InputError(f"{source}: model {model} requested, the file has {len(uniq_models)}")
-    keep = np.flatnonzero(np.array(model_ids, dtype=object) == uniq_models[model - 1])
+    keep = np.flatnonzero(model_ids == uniq_models[model - 1])
 
-    def sel(key: str, default: str = "") -> list[str]:
+    def sel(key: str, default: str = "") -> np.ndarray:
         values = cols[key]
         if values is None:
-            return [default] * len(keep)
-        return [values[i] for i in keep]
-
-    def strings(key: str, default: str = "") -> np.ndarray:
-        arr = np.array(sel(key, default), dtype=object)
-        return np.char.encode(arr.astype(str), "utf-8") if len(arr) else np.array([], "S1")
+            return np.full(len(keep), default)
+        return values[keep]
 
     xyz = np.stack(
-        [_floats(sel(k), source, f"_atom_site.Cartn_{k}", None, keep) for k in ("x", "y", "z")], axis=1
+        [_floats(sel(k), source, f"_atom_site.Cartn_{k}", None, keep) for k in ("x", "y", "z")],
+        axis=1,
     )
-    resseq_raw = sel("resseq")
-    het = np.array([g == "HETATM" for g in sel("group", "ATOM")], dtype=bool)
+    het = sel("group", "ATOM") == "HETATM"
     # Non-polymer groups have no label_seq_id ('.'): number them 0 (each is its own
     # label_asym_id); a polymer residue needs a number.
-    resseq_raw = [v if v or not h else "0" for v, h in zip(resseq_raw, het.tolist())]
+    resseq_raw = sel("resseq")
+    resseq_raw = np.where((resseq_raw == "") & het, "0", resseq_raw)
     try:
-        resseq = np.array(resseq_raw, dtype=np.int64)
+        resseq = resseq_raw.astype(np.int64)
     except ValueError:
-        bad = next(i for i, v in enumerate(resseq_raw) if not v.lstrip("-").isdigit())
-        what = "missing residue number" if not resseq_raw[bad] else "invalid residue number"
+        raw = resseq_raw.tolist()
+        bad = next(i for i, v in enumerate(raw) if not v.lstrip("-").isdigit())
+        what = "missing residue number" if not raw[bad] else "invalid residue number"
         raise ParseError(
-            f"{source}: _atom_site row {int(keep[bad]) + 1}: {what} {resseq_raw[bad]!r}"
+            f"{source}: _atom_site row {int(keep[bad]) + 1}: {what} {raw[bad]!r}"
         ) from None
     return AtomSites(
         source=source,
@@ -132,12 +150,12 @@ def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
         model=model,
         n_models=len(uniq_models),
         het=het,
-        atom_name=strings("atom_name"),
-        altloc=strings("altloc"),
-        resname=strings("resname"),
-        chain_id=strings("chain_id"),
+        atom_name=_encode(sel("atom_name")),
+        altloc=_encode(sel("altloc")),
+        resname=_encode(sel("resname")),
+        chain_id=_encode(sel("chain_id")),
         resseq=resseq,
-        icode=strings("icode"),
+        icode=_encode(sel("icode")),
         xyz=xyz,
         occupancy=_floats(sel("occupancy", "1"), source, "_atom_site.occupancy", 1.0, keep).astype(
             np.float32
@@ -145,7 +163,7 @@ def read_mmcif_sites(data: bytes, source: str, model: int = 1) -> AtomSites:
         b_factor=_floats(sel("b_factor", "0"), source, "_atom_site.B_iso_or_equiv", 0.0, keep).astype(
             np.float32
         ),
-        element=np.strings.upper(strings("element")),
+        element=np.strings.upper(_encode(sel("element"))),
     )
 
 
