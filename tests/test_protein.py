@@ -560,7 +560,8 @@ def test_written_structure_without_ligands(tmp_path: Path) -> None:
     p = _read(DATA / "1F6M_r_u.pdb.gz")
     text = p.to_pdb(include_ligands=False)
     assert "HETATM" not in text and "FAD" not in text
-    assert not Protein.from_string(text).ligands
+    with pytest.warns(ParseWarning, match="without a CA"):
+        assert not Protein.from_string(text).ligands
 
 
 def test_errors_are_tertiary_errors() -> None:

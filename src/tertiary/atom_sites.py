@@ -32,6 +32,13 @@ ELEMENTS: frozenset[str] = frozenset(
 #: Residue names of water molecules (dropped when reading).
 WATER_NAMES: frozenset[str] = frozenset({"HOH", "WAT", "H2O", "DOD", "D2O", "TIP", "TIP3", "SOL"})
 
+#: Record names that start a PDB file (the format is decided without scanning further).
+_PDB_RECORDS = frozenset(
+    b"ATOM HETATM HEADER REMARK TITLE COMPND SOURCE KEYWDS EXPDTA AUTHOR REVDAT JRNL CRYST1 "
+    b"MODEL SEQRES OBSLTE SPLIT CAVEAT NUMMDL MDLTYP SPRSDE DBREF HELIX SHEET ORIGX1 SCALE1 "
+    b"HET HETNAM FORMUL SSBOND LINK TER END".split()
+)
+
 #: Coordinates beyond this magnitude (Angstrom) are rejected as absurd.
 MAX_ABS_COORDINATE = 1.0e5
 
@@ -119,7 +126,11 @@ def sniff_format(data: bytes, name: str = "") -> str:
     """``"mmcif"`` or ``"pdb"`` for (decompressed) file contents, using the content first and
     the file name (``.cif`` / ``.mmcif``) when the content is ambiguous."""
     head = data[:4096].lstrip()
-    if head.startswith(b"data_") or data.find(b"\n_atom_site.", 0, 4_000_000) >= 0:
+    if head.startswith(b"data_"):
+        return "mmcif"
+    if head[:6].rstrip() in _PDB_RECORDS:
+        return "pdb"
+    if data.find(b"\n_atom_site.", 0, 4_000_000) >= 0:
         return "mmcif"
     lower = name.lower().removesuffix(".gz")
     if lower.endswith((".cif", ".mmcif")) and not head.startswith((b"ATOM", b"HETATM", b"HEADER")):
