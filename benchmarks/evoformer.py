@@ -4,7 +4,8 @@ Times the forward pass of an Evoformer stack at AlphaFold2's real width (c_m 256
 8 MSA heads x 32, 4 pair heads x 32, triangle-multiplication hidden 128, OPM hidden 32) for
 several N_res, unchunked and chunked, and reports:
 
-- median wall time over ``--repeats`` runs (after ``--warmup``), synchronised on CUDA;
+- median wall time and process CPU time over ``--repeats`` runs (after ``--warmup``; the first,
+  untimed call also gives the output and the peak memory), synchronised on CUDA;
 - peak memory above the inputs and weights: ``torch.cuda.max_memory_allocated`` on CUDA; on
   CPU the peak of live tensor storage counted by a ``TorchDispatchMode`` in a separate, untimed
   run (RSS is useless there: the allocator reuses freed pages);
@@ -70,19 +71,21 @@ def stack_flops(cfg: StackConfig, n_res: int, n_seq: int) -> float:
     return float(cfg.no_blocks * (row + col + msa_tr + opm + tri_mul + tri_att + pair_tr) + 2 * n * cm * C_S)
 
 
-def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
-    """Measured dense matmul throughput (FLOP/s) on this device and dtype."""
+def matmul_peak(device: torch.device, dtype: torch.dtype, clock: str = "wall") -> float:
+    """Measured dense matmul throughput (FLOP/s) on this device and dtype (best of 5; ``clock``
+    ``cpu`` divides by process CPU time instead of wall time)."""
     size = 8192 if device.type == "cuda" else 1024
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     best = float("inf")
     for _ in range(5):
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(3):
             a @ b
         _sync(device)
-        best = min(best, (time.perf_counter() - t) / 3)
+        spent = (time.process_time() - c) if clock == "cpu" else (time.perf_counter() - t)
+        best = min(best, spent / 3)
     return 2 * size**3 / best
 
 
@@ -124,28 +127,46 @@ class LiveTensorBytes(TorchDispatchMode):
         return out
 
 
-def measure(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> tuple[float, float, float]:
-    """(median seconds, min seconds, peak bytes above the pre-call level) of ``fn``."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
+def measure(
+    fn: Callable[[], torch.Tensor], device: torch.device, warmup: int, repeats: int
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Run ``fn`` once (output + peak memory), ``warmup - 1`` more times, then ``repeats`` timed
+    calls in all (``warmup=0``: the first call is one of them; on CPU it runs under the
+    live-tensor counter, whose per-operator overhead is negligible at these sizes).
+
+    Returns the output of the first call and ``seconds`` (median wall), ``min_seconds``,
+    ``cpu_seconds`` (median process CPU time: on a shared CPU it is far less noisy than wall
+    time) and ``peak_bytes`` above the pre-call level (CUDA: max allocated; CPU: peak of live
+    tensor storage created inside ``fn``, counted in the first call).
+    """
+    t, c = time.perf_counter(), time.process_time()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
+        out = fn()
         _sync(device)
-        times.append(time.perf_counter() - t)
-    if device.type == "cuda":
         peak = float(torch.cuda.max_memory_allocated(device) - base)
     else:
         with LiveTensorBytes() as counter:
-            fn()
+            out = fn()
         peak = float(counter.peak)
-    return statistics.median(times), min(times), peak
+    wall, cpu = [], []
+    if warmup == 0:  # the first call is timed too (the CPU counter's per-operator cost is small here)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    for _ in range(max(0, warmup - 1)):
+        fn()
+    _sync(device)
+    for _ in range(repeats - len(wall)):
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        _sync(device)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    stats = {"seconds": statistics.median(wall), "min_seconds": min(wall),
+             "cpu_seconds": statistics.median(cpu), "peak_bytes": peak}  # fmt: skip
+    return out, stats
 
 
 def randomise(module: torch.nn.Module, seed: int) -> None:
@@ -214,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--openfold", type=Path, help="OpenFold source checkout to compare with")
     p.add_argument("--skip-unchunked-above", type=int, default=10**9,
                    help="do not run unchunked variants above this N_res (memory)")  # fmt: skip
+    p.add_argument("--modes", nargs="+", choices=["plain", "chunked"], default=["plain", "chunked"])
+    p.add_argument("--openfold-max-n-res", type=int, default=10**9, help="run OpenFold only up to this N_res")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="time used for TFLOP/s and ratios: wall (default) or process CPU time "
+                        "(use 'cpu' on a shared machine; threads' CPU time is summed)")  # fmt: skip
     p.add_argument("--json", type=Path, help="write results here")
     args = p.parse_args(argv)
     if args.threads:
@@ -227,13 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     of_module = import_openfold(args.openfold) if args.openfold else None
     theirs = build_openfold(of_module, cfg, ours).to(device).eval() if of_module else None
     ours = ours.to(device)
-    peak = matmul_peak(device, dtype)
+    peak = matmul_peak(device, dtype, args.clock)
     env = {"device": str(device), "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
            else platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-           "torch": torch.__version__, "dtype": args.dtype, "matmul_peak_tflops": peak / 1e12}  # fmt: skip
+           "torch": torch.__version__, "dtype": args.dtype, "matmul_peak_tflops": peak / 1e12, "clock": args.clock}  # fmt: skip
     print(json.dumps(env))
     rows = []
-    header = f"{'impl':<10} {'N_res':>5} {'chunk':>5} {'time_ms':>10} {'peak_MiB':>9} {'TFLOP/s':>8} {'eff%':>6} {'maxdiff':>8}"
+    header = (f"{'impl':<10} {'N_res':>5} {'chunk':>5} {'wall_ms':>10} {'cpu_ms':>10} {'peak_MiB':>9} {'TFLOP/s':>8} "
+              f"{'eff%':>6} {'maxdiff':>8}")  # fmt: skip
     print(header)
     for n in args.n_res:
         g = torch.Generator().manual_seed(n)
@@ -244,29 +271,32 @@ def main(argv: list[str] | None = None) -> int:
         flops = stack_flops(cfg, n, args.n_seq)
         reference: torch.Tensor | None = None
         for chunk in (None, args.chunk_size):
-            if chunk is None and n > args.skip_unchunked_above:
+            if (chunk is None and (n > args.skip_unchunked_above or "plain" not in args.modes)) or (
+                chunk is not None and "chunked" not in args.modes
+            ):
                 continue
             impls: list[tuple[str, Callable[[], torch.Tensor]]] = [
                 ("tertiary", lambda c=chunk: ours(m, z, msa_mask, pair_mask, chunk_size=c)[1]),
             ]
-            if theirs is not None:
+            if theirs is not None and n <= args.openfold_max_n_res:
                 impls.append(("openfold", lambda c=chunk: theirs(
                     m, z, msa_mask, pair_mask, chunk_size=c, inplace_safe=False, _mask_trans=False)[1]))
             for name, fn in impls:
                 with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                    out = fn().float()
+                    out, stats = measure(fn, device, args.warmup, args.repeats)
+                    out = out.float()
                     if reference is None:
                         reference = out
                     diff = float((out - reference).abs().max())
                     del out
-                    seconds, fastest, mem = measure(fn, device, args.warmup, args.repeats)
-                row = {"impl": name, "n_res": n, "chunk_size": chunk, "seconds": seconds,
-                       "min_seconds": fastest, "peak_bytes": mem,
+                seconds = stats["cpu_seconds"] if args.clock == "cpu" else stats["seconds"]
+                row = {"impl": name, "n_res": n, "chunk_size": chunk, **stats, "clock": args.clock,
                        "flops": flops, "tflops": flops / seconds / 1e12, "efficiency": flops / seconds / peak,
                        "max_abs_diff_vs_tertiary_unchunked": diff}  # fmt: skip
                 rows.append(row)
-                print(f"{name:<10} {n:>5} {str(chunk):>5} {seconds * 1e3:>10.1f} {mem / 2**20:>9.0f} "
-                      f"{row['tflops']:>8.3f} {100 * row['efficiency']:>6.1f} {diff:>8.1e}", flush=True)  # fmt: skip
+                print(f"{name:<10} {n:>5} {str(chunk):>5} {stats['seconds'] * 1e3:>10.1f} {stats['cpu_seconds'] * 1e3:>10.1f} "
+                      f"{stats['peak_bytes'] / 2**20:>9.0f} {row['tflops']:>8.3f} {100 * row['efficiency']:>6.1f} {diff:>8.1e}",
+                      flush=True)  # fmt: skip
     ratios = []
     for r in rows:
         if r["impl"] != "openfold":
@@ -277,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append({"n_res": r["n_res"], "chunk_size": r["chunk_size"],
                            "speedup": r["seconds"] / mine["seconds"],
                            "speedup_min": r["min_seconds"] / mine["min_seconds"],
+                           "speedup_cpu": r["cpu_seconds"] / mine["cpu_seconds"],
                            "memory_ratio": r["peak_bytes"] / max(mine["peak_bytes"], 1.0)})  # fmt: skip
     for q in ratios:
         print(f"OpenFold / tertiary  N_res {q['n_res']:>4} chunk {str(q['chunk_size']):>4}: "
-              f"time x{q['speedup']:.2f} (median) x{q['speedup_min']:.2f} (min), peak memory x{q['memory_ratio']:.2f}")  # fmt: skip
+              f"wall time x{q['speedup']:.2f} (median) x{q['speedup_min']:.2f} (min), CPU time x{q['speedup_cpu']:.2f}, "
+              f"peak memory x{q['memory_ratio']:.2f}")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"env": env, "config": vars(cfg), "args": {k: str(v) for k, v in vars(args).items()},
                                          "results": rows, "ratios": ratios}, indent=1))  # fmt: skip

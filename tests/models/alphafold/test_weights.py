@@ -18,14 +18,19 @@ from tertiary.models.alphafold.weights import (
     save_weights,
 )
 
-def _tiny() -> AlphaFoldConfig:
+def _test_model_module():  # noqa: ANN202
     from importlib import util
     from pathlib import Path
 
     spec = util.spec_from_file_location("_af2_test_model", Path(__file__).with_name("test_model.py"))
     module = util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.tiny_config()
+    return module
+
+
+def _tiny(templates: bool = False) -> AlphaFoldConfig:
+    module = _test_model_module()
+    return module.tiny_template_config() if templates else module.tiny_config()
 
 
 def _export_npz(model: AlphaFold) -> dict[str, np.ndarray]:
@@ -122,3 +127,29 @@ def test_openfold_state_dict_missing_and_unexpected(tmp_path) -> None:
     with pytest.raises(WeightsError) as err:
         load_model(path, model.config)
     assert "evoformer.linear.bias" in str(err.value) and "evoformer.extra.weight" in str(err.value)
+
+
+def test_template_npz_round_trip_and_template_free_config(tmp_path, caplog) -> None:
+    torch.manual_seed(0)
+    model = AlphaFold(_tiny(templates=True))
+    arrays = _export_npz(model)
+    assert any("template_embedding/single_template_embedding/template_pair_stack" in k for k in arrays)
+    state = convert_af2_params(arrays, model)
+    assert set(state) == set(model.state_dict())
+    for key, value in model.state_dict().items():
+        assert torch.equal(state[key], value), key
+    # a config without a template stack loads the same file and says what it skipped
+    plain = AlphaFold(_tiny())
+    with caplog.at_level("WARNING"):
+        convert_af2_params(arrays, plain, "t.npz")
+    assert "template parameters ignored" in caplog.text
+    # a template config missing a template array names it
+    broken = {k: v for k, v in arrays.items() if not k.endswith("template_projection//weights")}
+    with pytest.raises(WeightsError, match="template_projection//weights"):
+        convert_af2_params(broken, model, "t.npz")
+    # OpenFold state dicts carry template keys one to one
+    path = tmp_path / "of.pt"
+    torch.save(model.state_dict(), path)
+    again = load_model(path, model.config)
+    for key, value in model.state_dict().items():
+        assert torch.equal(again.state_dict()[key], value), key

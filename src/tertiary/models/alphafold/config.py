@@ -63,6 +63,13 @@ class TemplateConfig:
     pair_c_in: int = 88
     single_c_in: int = 57
     inf: float = 1e5
+    pair_stack_inf: float = 1e9
+    eps: float = 1e-8
+    dropout_rate: float = 0.25
+    distogram_min_bin: float = 3.25
+    distogram_max_bin: float = 50.75
+    distogram_no_bins: int = 39
+    use_unit_vector: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,8 @@ class AlphaFoldConfig:
                     msa_dropout=s.get("msa_dropout", 0.15), pair_dropout=s.get("pair_dropout", 0.25),
                 )  # fmt: skip
 
+            if tmpl.get("enabled") and (tmpl["template_pair_stack"].get("tri_mul_first") or tmpl.get("average_templates")):
+                raise ConfigError("OpenFold config: multimer-style template options are not supported")
             if evo.get("opm_first") or evo.get("fuse_projection_weights") or evo.get("no_column_attention"):
                 raise ConfigError("OpenFold config: multimer-style Evoformer options are not supported")
             tps, tpa = tmpl["template_pair_stack"], tmpl["template_pointwise_attention"]
@@ -220,6 +229,10 @@ class AlphaFoldConfig:
                     pair_transition_n=tps["pair_transition_n"], c_hidden_pointwise=tpa["c_hidden"],
                     no_heads_pointwise=tpa["no_heads"], pair_c_in=tmpl["template_pair_embedder"]["c_in"],
                     single_c_in=tmpl["template_single_embedder"]["c_in"], inf=tmpl["inf"],
+                    pair_stack_inf=tps.get("inf", 1e9), eps=tmpl.get("eps", 1e-8),
+                    dropout_rate=tps.get("dropout_rate", 0.25),
+                    distogram_min_bin=tmpl["distogram"]["min_bin"], distogram_max_bin=tmpl["distogram"]["max_bin"],
+                    distogram_no_bins=tmpl["distogram"]["no_bins"], use_unit_vector=tmpl.get("use_unit_vector", False),
                 ),
                 structure_module=StructureModuleConfig(
                     c_s=sm["c_s"], c_z=sm["c_z"], c_ipa=sm["c_ipa"], c_resnet=sm["c_resnet"],

@@ -16,6 +16,20 @@ def relpos_index(residue_index: torch.Tensor, k: int) -> torch.Tensor:
     return (torch.clamp(d, -k, k) + k).long()
 
 
+def distogram_one_hot(
+    x: torch.Tensor, min_bin: float, max_bin: float, no_bins: int, inf: float = 1e8
+) -> torch.Tensor:
+    """One-hot of squared distances between points ``x [*, N, 3]`` -> ``[*, N, N, no_bins]``.
+
+    Bin ``b`` holds ``lower_b < d^2 < lower_{b+1}`` with ``lower = linspace(min_bin, max_bin,
+    no_bins)^2`` (Angstrom) and an upper edge ``inf`` (Angstrom^2) for the last bin.
+    """
+    lower = torch.linspace(min_bin, max_bin, no_bins, dtype=x.dtype, device=x.device) ** 2
+    upper = torch.cat([lower[1:], lower.new_tensor([inf])])
+    d2 = torch.sum((x[..., :, None, :] - x[..., None, :, :]) ** 2, dim=-1, keepdim=True)
+    return ((d2 > lower) & (d2 < upper)).to(x.dtype)
+
+
 class InputEmbedder(nn.Module):
     """Algorithm 3: ``m = Linear(msa_feat) + Linear(target_feat)``, ``z = a_i + b_j + relpos_ij``.
 
@@ -69,10 +83,7 @@ class RecyclingEmbedder(nn.Module):
 
     def distogram(self, x: torch.Tensor) -> torch.Tensor:
         """One-hot of squared distances between ``x [*, N, 3]`` in the bins -> ``[*, N, N, no_bins]``."""
-        lower = torch.linspace(self.min_bin, self.max_bin, self.no_bins, dtype=x.dtype, device=x.device) ** 2
-        upper = torch.cat([lower[1:], lower.new_tensor([self.inf])])
-        d2 = torch.sum((x[..., :, None, :] - x[..., None, :, :]) ** 2, dim=-1, keepdim=True)
-        return ((d2 > lower) & (d2 < upper)).to(x.dtype)
+        return distogram_one_hot(x, self.min_bin, self.max_bin, self.no_bins, self.inf)
 
     def forward(
         self, m_1_prev: torch.Tensor, z_prev: torch.Tensor, x_prev: torch.Tensor

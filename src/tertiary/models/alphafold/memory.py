@@ -8,7 +8,7 @@ guide (within ~2x of measured peaks for the Evoformer benchmark), not an allocat
 
 from __future__ import annotations
 
-from tertiary.models.alphafold.config import AlphaFoldConfig, StackConfig
+from tertiary.models.alphafold.config import AlphaFoldConfig, StackConfig, TemplateConfig
 
 CHUNK_CANDIDATES = (256, 128, 64, 32, 16, 8, 4, 1)
 
@@ -30,6 +30,17 @@ def _stack_transient(cfg: StackConfig, n_res: int, n_seq: int, chunk: int | None
     return max(row_att, col_att, tri_att, tri_mul, opm, transition, msa_transition)
 
 
+def _template_elements(cfg: TemplateConfig, n_res: int, n_templ: int, chunk: int | None) -> tuple[int, int]:
+    """(persistent, transient) elements of the template embedding (templates run one at a time)."""
+    n2 = n_res * n_res
+    persistent = n_templ * n2 * cfg.c_t + n2 * cfg.pair_c_in
+    tri_att = _c(n_res, chunk) * cfg.no_heads * n2 * 2
+    tri_mul = 3 * n2 * cfg.c_hidden_tri_mul + _c(n_res, chunk) * n_res * (cfg.c_hidden_tri_mul + 2 * cfg.c_t)
+    transition = _c(n_res, chunk) * n_res * cfg.c_t * cfg.pair_transition_n * 2
+    pointwise = _c(n_res, chunk) * n_res * n_templ * cfg.no_heads_pointwise * cfg.c_hidden_pointwise * 3
+    return persistent, max(tri_att, tri_mul, transition, pointwise)
+
+
 def estimate_peak_bytes(
     config: AlphaFoldConfig,
     n_res: int,
@@ -38,14 +49,21 @@ def estimate_peak_bytes(
     chunk_size: int | None = None,
     bytes_per_element: int = 4,
     n_params: int | None = None,
+    n_templates: int | None = None,
 ) -> int:
-    """Approximate peak bytes of an inference forward pass (``n_seq`` cluster rows, ``n_extra`` extra rows)."""
+    """Approximate peak bytes of an inference forward pass (``n_seq`` cluster rows, ``n_extra``
+    extra rows, ``n_templates`` templates for template models, default ``data.max_templates``)."""
     c = config
     persistent = 6 * n_res * n_res * c.c_z + 4 * n_seq * n_res * c.c_m + 3 * n_extra * n_res * c.c_e
     transient = max(
         _stack_transient(c.evoformer, n_res, n_seq, chunk_size, global_col=False),
         _stack_transient(c.extra_msa, n_res, n_extra, chunk_size, global_col=True),
     )
+    if c.template.enabled:
+        n_templ = c.data.max_templates if n_templates is None else n_templates
+        t_persistent, t_transient = _template_elements(c.template, n_res, n_templ, chunk_size)
+        persistent += t_persistent
+        transient = max(transient, t_transient)
     params = n_params if n_params is not None else 95_000_000
     return (persistent + transient) * bytes_per_element + params * 4
 

@@ -26,7 +26,7 @@ def split_cycles(feats: Features) -> list[dict[str, torch.Tensor]]:
 
 
 class AlphaFold(AlphaFoldTrunk):
-    """The full monomer model (templates not included: see docs/alphafold.md).
+    """The full monomer model, with the template stack for presets that have one (models 1-2).
 
     Parameter names follow OpenFold's module tree (``input_embedder``, ``evoformer.blocks.3.
     msa_att_row``, ``structure_module``, ``aux_heads`` ...).
@@ -48,7 +48,10 @@ class AlphaFold(AlphaFoldTrunk):
         m, z, s = AlphaFoldTrunk.forward(self, feats, *prev, chunk_size=chunk_size, record=record)
         aatype = feats["aatype"]
         sm = self.structure_module(s, z, aatype, mask=feats["seq_mask"], chunk_size=chunk_size)
-        out = {"msa": m, "pair": z, "single": s, **{f"sm.{k}": v for k, v in sm.items()}}
+        # template rows (appended after the MSA clusters) are not part of the MSA output, as in
+        # AlphaFold2 (the masked-MSA head sees the clusters only); row 0 is recycled
+        n_seq = feats["msa_feat"].shape[-3]
+        out = {"msa": m[..., :n_seq, :, :], "pair": z, "single": s, **{f"sm.{k}": v for k, v in sm.items()}}
         out["final_atom_positions"] = atom14_to_atom37(sm["positions"][-1], aatype)
         out["final_atom_mask"] = atom37_exists(aatype, out["final_atom_positions"].dtype)
         return out

@@ -1,5 +1,5 @@
-"""The AlphaFold2 trunk of one recycling iteration (Algorithm 2 lines 5-17, without templates):
-input and recycling embedding, extra-MSA stack, Evoformer stack."""
+"""The AlphaFold2 trunk of one recycling iteration (Algorithm 2 lines 5-17): input and recycling
+embedding, template embedding (models 1-2), extra-MSA stack, Evoformer stack."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tertiary.models.alphafold.embedders import (
 from tertiary.models.alphafold.evoformer import EvoformerStack
 from tertiary.models.alphafold.extra_msa import ExtraMSAStack
 from tertiary.models.alphafold.structure.atoms_from_frames import pseudo_beta
+from tertiary.models.alphafold.template import TEMPLATE_ANGLE_FEATURES, TEMPLATE_PAIR_FEATURES, TemplateEmbedder
 
 TRUNK_FEATURES = (
     "aatype", "target_feat", "residue_index", "msa_feat", "seq_mask", "msa_mask",
@@ -50,6 +51,22 @@ class AlphaFoldTrunk(nn.Module):
         self.extra_msa_embedder = ExtraMSAEmbedder(c.extra_msa_dim, c.c_e)
         self.extra_msa_stack = ExtraMSAStack(c.extra_msa)
         self.evoformer = EvoformerStack(c.evoformer, c.c_s)
+        if c.template.enabled:
+            self.template_embedder = TemplateEmbedder(c.template, c.c_m, c.c_z)
+
+    def uses_templates(self, feats: Mapping[str, torch.Tensor]) -> bool:
+        """True when the model has a template stack and ``feats`` carries template features.
+
+        Without template features a template model runs as AlphaFold2 does with no template hit
+        (an empty template set adds nothing to ``z`` and only masked rows to the MSA).
+        """
+        if not self.config.template.enabled or "template_aatype" not in feats:
+            return False
+        needed = TEMPLATE_PAIR_FEATURES + (TEMPLATE_ANGLE_FEATURES if self.config.template.embed_angles else ())
+        missing = [k for k in needed if k not in feats]
+        if missing:
+            raise InputError(f"AlphaFold template features missing: {', '.join(missing)}")
+        return True
 
     def initial_recycling_state(
         self, feats: Mapping[str, torch.Tensor]
@@ -72,8 +89,10 @@ class AlphaFoldTrunk(nn.Module):
         x_prev: torch.Tensor,
         chunk_size: int | None = None,
         record: dict[str, torch.Tensor] | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings, recycling and extra-MSA stack -> Evoformer inputs ``m [*, S, N, c_m]``, ``z``.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Embeddings, recycling, templates and extra-MSA stack -> Evoformer inputs
+        ``m [*, S (+ T), N, c_m]``, ``z [*, N, N, c_z]`` and the MSA mask ``[*, S (+ T), N]``
+        (template rows are appended when the model embeds template angles).
 
         ``x_prev`` holds the previous cycle's atom37 positions ``[*, N, 37, 3]`` (Angstrom).
         ``record``, when given, receives the intermediate tensors under OpenFold-like names.
@@ -90,13 +109,20 @@ class AlphaFoldTrunk(nn.Module):
         z = z + z_emb
         seq_mask = feats["seq_mask"].to(z.dtype)
         pair_mask = seq_mask[..., :, None] * seq_mask[..., None, :]
+        msa_mask = feats["msa_mask"].to(m.dtype)
+        if self.uses_templates(feats):
+            templ = self.template_embedder(feats, z, pair_mask, chunk_size, record)
+            z = z + templ["pair_update"]
+            if "single" in templ:
+                m = torch.cat([m, templ["single"].to(m.dtype)], dim=-3)
+                msa_mask = torch.cat([msa_mask, templ["single_mask"].to(m.dtype)], dim=-2)
         a = self.extra_msa_embedder(
             extra_msa_feat(feats["extra_msa"], feats["extra_has_deletion"], feats["extra_deletion_value"])
         )
         z = self.extra_msa_stack(a, z, feats["extra_msa_mask"].to(z.dtype), pair_mask, chunk_size)
         if record is not None:
             record.update({"extra_msa_embedder.a": a, "extra_msa_stack.z_out": z})
-        return m, z
+        return m, z, msa_mask
 
     def forward(
         self,
@@ -107,12 +133,12 @@ class AlphaFoldTrunk(nn.Module):
         chunk_size: int | None = None,
         record: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One trunk pass -> ``m [*, S, N, c_m]``, ``z [*, N, N, c_z]``, ``s [*, N, c_s]``."""
+        """One trunk pass -> ``m [*, S (+ T), N, c_m]``, ``z [*, N, N, c_z]``, ``s [*, N, c_s]``."""
         check_features(feats)
-        m, z = self.embed(feats, m_1_prev, z_prev, x_prev, chunk_size, record)
+        m, z, msa_mask = self.embed(feats, m_1_prev, z_prev, x_prev, chunk_size, record)
         seq_mask = feats["seq_mask"].to(z.dtype)
         pair_mask = seq_mask[..., :, None] * seq_mask[..., None, :]
-        m, z, s = self.evoformer(m, z, feats["msa_mask"].to(m.dtype), pair_mask, chunk_size)
+        m, z, s = self.evoformer(m, z, msa_mask, pair_mask, chunk_size)
         if record is not None:
             record.update({"evoformer.m": m, "evoformer.z": z, "evoformer.s": s})
         return m, z, s

@@ -108,6 +108,33 @@ _NPZ_TOP = {
 }
 _NPZ_STACKS = {"evoformer_iteration": "evoformer.blocks", "extra_msa_stack": "extra_msa_stack.blocks"}
 _EVOFORMER_NPZ = "alphafold/alphafold_iteration/evoformer/"
+_TEMPLATE_NPZ = _EVOFORMER_NPZ + "template_embedding/"
+_TEMPLATE_STACK_NPZ = _TEMPLATE_NPZ + "single_template_embedding/template_pair_stack/__layer_stack_no_state/"
+#: Haiku submodules of one template pair block -> tertiary names (Algorithm 16)
+_NPZ_TEMPLATE_BLOCK_MODULES = {
+    "triangle_attention_starting_node": "tri_att_start",
+    "triangle_attention_ending_node": "tri_att_end",
+    "triangle_multiplication_outgoing": "tri_mul_out",
+    "triangle_multiplication_incoming": "tri_mul_in",
+    "pair_transition": "pair_transition",
+}
+_TE = "template_embedder."
+#: non-stacked template parameters: npz key -> (tertiary key, transform)
+_NPZ_TEMPLATE_TOP = {
+    _EVOFORMER_NPZ + "template_single_embedding//weights": (_TE + "template_single_embedder.linear_1.weight", "linear_weight"),
+    _EVOFORMER_NPZ + "template_single_embedding//bias": (_TE + "template_single_embedder.linear_1.bias", "identity"),
+    _EVOFORMER_NPZ + "template_projection//weights": (_TE + "template_single_embedder.linear_2.weight", "linear_weight"),
+    _EVOFORMER_NPZ + "template_projection//bias": (_TE + "template_single_embedder.linear_2.bias", "identity"),
+    _TEMPLATE_NPZ + "single_template_embedding/embedding2d//weights": (_TE + "template_pair_embedder.linear.weight", "linear_weight"),
+    _TEMPLATE_NPZ + "single_template_embedding/embedding2d//bias": (_TE + "template_pair_embedder.linear.bias", "identity"),
+    _TEMPLATE_NPZ + "single_template_embedding/output_layer_norm//scale": (_TE + "template_pair_stack.layer_norm.weight", "identity"),
+    _TEMPLATE_NPZ + "single_template_embedding/output_layer_norm//offset": (_TE + "template_pair_stack.layer_norm.bias", "identity"),
+    _TEMPLATE_NPZ + "attention//query_w": (_TE + "template_pointwise_att.mha.linear_q.weight", "heads_in"),
+    _TEMPLATE_NPZ + "attention//key_w": (_TE + "template_pointwise_att.mha.linear_k.weight", "heads_in"),
+    _TEMPLATE_NPZ + "attention//value_w": (_TE + "template_pointwise_att.mha.linear_v.weight", "heads_in"),
+    _TEMPLATE_NPZ + "attention//output_w": (_TE + "template_pointwise_att.mha.linear_o.weight", "heads_out"),
+    _TEMPLATE_NPZ + "attention//output_b": (_TE + "template_pointwise_att.mha.linear_o.bias", "identity"),
+}  # fmt: skip
 
 
 def _npz_leaf(module: str, path: list[str], leaf: str) -> tuple[str, str] | None:
@@ -159,6 +186,23 @@ def trunk_npz_map(config: AlphaFoldConfig) -> dict[str, tuple[str, str, int | No
                     for i in range(cfg.no_blocks):
                         tk = f"{_NPZ_STACKS[stack]}.{i}.{_NPZ_BLOCK_MODULES[module]}.{suffix}"
                         out[f"{key}@{i}"] = (tk, transform, i)
+    if config.template.enabled:
+        out.update(template_npz_map(config))
+    return out
+
+
+def template_npz_map(config: AlphaFoldConfig) -> dict[str, tuple[str, str, int | None]]:
+    """Official npz keys of the template embedding (models 1-2) -> (tertiary key, transform, block)."""
+    out: dict[str, tuple[str, str, int | None]] = {k: (t, tr, None) for k, (t, tr) in _NPZ_TEMPLATE_TOP.items()}
+    if not config.template.embed_angles:
+        out = {k: v for k, v in out.items() if "template_single_embedder" not in v[0]}
+    for module, name in _NPZ_TEMPLATE_BLOCK_MODULES.items():
+        for path, leaves in _npz_module_params(module):
+            for leaf in leaves:
+                suffix, transform = _npz_leaf(module, path, leaf)  # type: ignore[misc]
+                key = f"{_TEMPLATE_STACK_NPZ}{module}{''.join('/' + p for p in path)}//{leaf}"
+                for i in range(config.template.no_blocks):
+                    out[f"{key}@{i}"] = (f"{_TE}template_pair_stack.blocks.{i}.{name}.{suffix}", transform, i)
     return out
 
 
@@ -222,9 +266,9 @@ def convert_af2_params(
 ) -> dict[str, torch.Tensor]:
     """Official AlphaFold2 arrays -> tertiary state dict for ``model``'s config.
 
-    Template parameters (models 1-2) are dropped with a warning: the template stack is not
-    implemented, so such models run as AlphaFold2 does when no template is found.
-    Raises :class:`WeightsError` listing missing / unexpected keys and wrong block counts.
+    Template parameters (models 1-2) are loaded into the template stack when the config has
+    one (``template.enabled``) and dropped with a warning otherwise (the model then runs as
+    AlphaFold2 does when no template is found). Raises :class:`WeightsError` listing missing / unexpected keys and wrong block counts.
     """
     mapping = af2_npz_map(model)
     state: dict[str, torch.Tensor] = {}
@@ -244,8 +288,8 @@ def convert_af2_params(
         state[key] = apply_npz_transform(array, transform, base)
     unexpected = [k for k in arrays if k not in used]
     templates = [k for k in unexpected if _is_template_key(k)]
-    if templates:
-        logger.warning("%s: %d template parameters ignored (template stack not implemented)", source, len(templates))
+    if templates and not model.config.template.enabled:
+        logger.warning("%s: %d template parameters ignored (the config has no template stack)", source, len(templates))
         unexpected = [k for k in unexpected if not _is_template_key(k)]
     if missing or unexpected:
         raise WeightsError(_key_report(source, sorted(set(missing)), unexpected))
@@ -253,6 +297,8 @@ def convert_af2_params(
 
 
 def _stack_size(config: AlphaFoldConfig, npz_key: str) -> int:
+    if npz_key.startswith(_TEMPLATE_STACK_NPZ):
+        return config.template.no_blocks
     return config.extra_msa.no_blocks if "/extra_msa_stack/" in npz_key else config.evoformer.no_blocks
 
 
@@ -277,8 +323,8 @@ def openfold_to_tertiary(state: Mapping[str, torch.Tensor], model: AlphaFold, so
     }
     out = {keymap.get(k, k): v for k, v in convert_openfold_state_dict(state).items()}
     templates = [k for k in out if k.startswith("template_")]
-    if templates:
-        logger.warning("%s: %d template parameters ignored (template stack not implemented)", source, len(templates))
+    if templates and not model.config.template.enabled:
+        logger.warning("%s: %d template parameters ignored (the config has no template stack)", source, len(templates))
         out = {k: v for k, v in out.items() if not k.startswith("template_")}
     return out
 
