@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import warnings
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def test_fixed_point_integers(texts: list[str]) -> None:
     for t, v, good in zip(texts, out[:, 0], ok[:, 0]):
         if good:
             assert int(t) == v, t
-        elif t.strip() and t.strip().lstrip("-").isdigit() and t == t.strip().rjust(4):
+        elif re.fullmatch(r" *-?[0-9]+", t):
             pytest.fail(f"{t!r} is a plain right-aligned integer but was not accepted")
 
 

@@ -126,13 +126,13 @@ def test_single_bad_file_is_one_line_and_exit_2(
 
 def test_entry_point(tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "tertiary.cli.main", "info", str(DATA / "1ACB_l_b.pdb.gz")],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "chain I: 63 residues" in run.stdout
-    run = subprocess.run(
         [sys.executable, "-m", "tertiary.cli.main", "info", str(tmp_path / "nope.cif")],
         capture_output=True, text=True, timeout=120,
     )
     assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1
+    assert "nope.cif: no such file" in run.stderr
+
+
+def test_legacy_file_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", str(DATA / "1ACB_l_b.pdb.gz")]) == 0
+    assert "chain I: 63 residues" in capsys.readouterr().out
