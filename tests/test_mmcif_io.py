@@ -159,3 +159,29 @@ def test_format_mmcif_label_seq_ids() -> None:
     assert block.name == "x_y"
     assert list(block.find_values("_atom_site.label_seq_id")) == ["1", "2", "1"]
     assert list(block.find_values("_atom_site.pdbx_PDB_ins_code")) == ["?", "A", "?"]
+
+
+def test_pdb_and_mmcif_agree_on_every_biotite_entry(shared_data: Path) -> None:
+    """Every entry of the biotite test set that exists as both PDB and mmCIF reads to the same
+    Protein (residues, chains, numbering, insertion codes, atoms to 1e-3 A, ligand groups)."""
+    import warnings
+
+    from tertiary.protein import ParseWarning
+
+    folder = shared_data / "structure_testset" / "biotite" / "pdb"
+    pairs = [(p, p.with_name(p.name.replace(".pdb.gz", ".cif.gz")))
+             for p in sorted(folder.glob("*.pdb.gz"))]
+    pairs = [(p, c) for p, c in pairs if c.exists()]
+    assert len(pairs) >= 15
+    for pdb, cif in pairs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ParseWarning)
+            a, b = Protein.from_file(pdb), Protein.from_file(cif)
+        assert a.n_models == b.n_models, pdb.name
+        np.testing.assert_array_equal(a.chain_id, b.chain_id, err_msg=pdb.name)
+        np.testing.assert_array_equal(a.residue_index, b.residue_index, err_msg=pdb.name)
+        np.testing.assert_array_equal(a.insertion_code, b.insertion_code, err_msg=pdb.name)
+        np.testing.assert_array_equal(a.aatype, b.aatype, err_msg=pdb.name)
+        np.testing.assert_array_equal(a.atom_mask, b.atom_mask, err_msg=pdb.name)
+        np.testing.assert_allclose(a.atom_positions, b.atom_positions, atol=1e-3, err_msg=pdb.name)
+        assert [(g.label, len(g)) for g in a.ligands] == [(g.label, len(g)) for g in b.ligands]
