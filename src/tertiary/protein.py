@@ -588,9 +588,10 @@ def protein_from_sites(
     positions = np.zeros((n_res, rc.ATOM_TYPE_NUM, 3), np.float32)
     mask = np.zeros((n_res, rc.ATOM_TYPE_NUM), np.float32)
     bfac = np.zeros((n_res, rc.ATOM_TYPE_NUM), np.float32)
-    positions[p_res, atom37] = sites.xyz[rows]
-    mask[p_res, atom37] = 1.0
-    bfac[p_res, atom37] = sites.b_factor[rows]
+    flat = p_res * rc.ATOM_TYPE_NUM + atom37
+    positions.reshape(-1, 3)[flat] = sites.xyz[rows]
+    mask.reshape(-1)[flat] = 1.0
+    bfac.reshape(-1)[flat] = sites.b_factor[rows]
 
     pfirst = first[is_protein_res]
     no_ca = mask[:, _CA] == 0
