@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tertiary.errors import InputError, ParseError
 from tertiary.pdb_io import _fixed_point, format_atom_lines, infer_element, read_pdb_sites
-from tertiary.protein import ParseWarning, Protein
+from tertiary.protein import Protein
 
 DATA = Path(__file__).resolve().parent / "data" / "protein"
 

@@ -494,15 +494,6 @@ def _decode(values: np.ndarray) -> np.ndarray:
     return values.astype("U") if len(values) else np.array([], dtype="<U1")
 
 
-def _is_hydrogen(name: bytes, element: bytes) -> bool:
-    if element in (b"H", b"D"):
-        return True
-    stripped = name.lstrip(b"0123456789")
-    return not element and stripped[:1] in (b"H", b"D") and stripped != name[:0] or (
-        name[:1].isdigit() and stripped[:1] in (b"H", b"D")
-    )
-
-
 def protein_from_sites(
     sites: AtomSites, chains: Sequence[str] | str | None = None, name: str = ""
 ) -> Protein:
