@@ -228,4 +228,35 @@ def test_format_atom_lines_columns() -> None:
     st_ = gemmi.read_pdb_string("\n".join(lines) + "\n")
     assert [a.element.name for r in st_[0]["B"] for a in r] == ["Ca", "C"]
     with pytest.raises(InputError, match="residue number"):
-        format_atom_lines([("ATOM", 1, "CA", "ALA", "A", 10000, "", 0.0, 0.0, 0.0, 1.0, 0.0, "C")])
+        format_atom_lines([("ATOM", 1, "CA", "ALA", "A", -1000, "", 0.0, 0.0, 0.0, 1.0, 0.0, "C")])
+
+
+def test_hybrid36_residue_numbers() -> None:
+    """Residue numbers beyond 9999 written in hybrid-36 (A000 = 10000) are read; garbage is
+    still an error naming the line."""
+    lines = [_line(1, num=9999), _line(2, num=9999).replace("9999", "A000", 1),
+             _line(3, num=9999).replace("9999", "A001", 1), _line(4, num=9999).replace("9999", "a000", 1)]
+    s = _sites("\n".join(lines))
+    assert s.resseq.tolist() == [9999, 10000, 10001, 10000 + 26 * 36**3]
+    bad = _line(2, num=9999).replace("9999", "A0a0", 1)
+    with pytest.raises(ParseError, match=r"line 2: invalid residue number .*'A0a0'"):
+        _sites("\n".join([lines[0], bad]))
+
+
+def test_hybrid36_round_trip_through_the_writer() -> None:
+    from tertiary.pdb_io import hybrid36_decode, hybrid36_encode
+
+    rng = np.random.default_rng(0)
+    values = [-999, -1, 0, 9999, 10000, 10000 + 26 * 36**3 - 1, 10000 + 26 * 36**3,
+              10000 + 2 * 26 * 36**3 - 1, *rng.integers(-999, 10000 + 2 * 26 * 36**3, 300).tolist()]
+    for v in values:
+        text = hybrid36_encode(4, v)
+        assert len(text) == 4 and hybrid36_decode(4, text) == v
+    with pytest.raises(InputError):
+        hybrid36_encode(4, 10000 + 2 * 26 * 36**3)
+    p = Protein.from_string(_line(1, "N", el="N") + "\n" + _line(2, "CA") + "\n")
+    p.residue_index[:] = 12345
+    text = p.to_pdb()
+    assert Protein.from_string(text).residue_index.tolist() == [12345]
+    st_ = gemmi.read_pdb_string(text)
+    assert st_[0]["A"][0].seqid.num == 12345  # gemmi reads hybrid-36 the same way

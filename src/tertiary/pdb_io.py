@@ -231,7 +231,62 @@ def _to_int(
     try:
         return field.view(f"S{hi - lo}").ravel().astype(np.int64)
     except ValueError:
-        raise _error_row(field, lines, source, what, int) from None
+        pass
+    # Hybrid-36 numbers (``A000`` = 10000, written by tools for residue numbers > 9999).
+    width = hi - lo
+    decode = functools.partial(hybrid36_decode, width)
+    out = np.empty(len(field), np.int64)
+    for row, raw in enumerate(field):
+        try:
+            out[row] = decode(bytes(raw).decode("ascii", errors="replace"))
+        except ValueError:
+            raise _error_row(field, lines, source, what, decode) from None
+    return out
+
+
+_DIGITS36_UPPER = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_HY36_MAX4 = 10**4 + 2 * 26 * 36**3  # first value that does not fit 4 hybrid-36 characters
+
+
+def hybrid36_encode(width: int, value: int) -> str:
+    """``value`` right-aligned in ``width`` characters: decimal when it fits, else hybrid-36
+    (inverse of :func:`hybrid36_decode`)."""
+    if value < 10**width:
+        return f"{value:{width}d}"
+    value -= 10**width
+    block = 26 * 36 ** (width - 1)
+    if value < block:
+        digits, alphabet = value + 10 * 36 ** (width - 1), _DIGITS36_UPPER
+    elif value < 2 * block:
+        digits, alphabet = value - block + 10 * 36 ** (width - 1), _DIGITS36_UPPER.lower()
+    else:
+        raise InputError(f"number {value + 10**width} does not fit {width} hybrid-36 characters")
+    out = ""
+    for _ in range(width):
+        digits, r = divmod(digits, 36)
+        out = alphabet[r] + out
+    return out
+
+
+def hybrid36_decode(width: int, text: str) -> int:
+    """Integer of a PDB number field: decimal, or hybrid-36 for values beyond the decimal
+    range (``A000`` -> 10000, ``a000`` -> 10000 + 26 * 36**3 for width 4).
+
+    Raises:
+        ValueError: neither form.
+    """
+    s = text.strip()
+    if not s or len(text) > width:
+        raise ValueError(text)
+    if s[0] in "-0123456789":
+        return int(s)
+    if len(s) != width or not s.isalnum() or not s.isascii():
+        raise ValueError(text)
+    if s[0].isupper() and s[1:] == s[1:].upper():
+        return int(s, 36) - 10 * 36 ** (width - 1) + 10**width
+    if s[0].islower() and s[1:].lower() == s[1:]:
+        return int(s, 36) + 16 * 36 ** (width - 1) + 10**width
+    raise ValueError(text)
 
 
 def _column_str(mat: np.ndarray, lo: int, hi: int) -> np.ndarray:
@@ -394,20 +449,22 @@ def format_atom_lines(
 
     Raises:
         InputError: a value does not fit its fixed-width PDB field (chain ids longer than one
-            character, residue numbers outside -999..9999, coordinates outside
+            character, residue numbers below -999 or beyond the hybrid-36 range (numbers
+            above 9999 are written as hybrid-36: ``A000`` = 10000), coordinates outside
             -999.999..9999.999); write mmCIF for such structures.
     """
     out = []
     for rec, serial, name, resname, chain, resseq, icode, x, y, z, occ, b, elem in records:
         if len(chain) > 1:
             raise InputError(f"chain id {chain!r} is longer than one character: write mmCIF")
-        if not -999 <= resseq <= 9999:
+        if not -999 <= resseq < _HY36_MAX4:
             raise InputError(f"residue number {resseq} does not fit the PDB format: write mmCIF")
         if not all(-999.999 <= v <= 9999.999 for v in (x, y, z)):
             raise InputError(f"coordinates {(x, y, z)} do not fit the PDB format: write mmCIF")
         out.append(
             f"{rec:<6s}{serial % 100000:5d} {_pdb_atom_name(name, elem)} {resname:>3s} "
-            f"{chain or ' ':1s}{resseq:4d}{icode or ' ':1s}   {x:8.3f}{y:8.3f}{z:8.3f}"
+            f"{chain or ' ':1s}{hybrid36_encode(4, resseq)}{icode or ' ':1s}   "
+            f"{x:8.3f}{y:8.3f}{z:8.3f}"
             f"{occ:6.2f}{min(max(b, -99.99), 999.99):6.2f}          {elem:>2s}  "
         )
     return out

@@ -406,7 +406,7 @@ class Protein:
             InputError: a chain id longer than one character or a number that does not fit
                 PDB columns (use :meth:`to_mmcif`).
         """
-        from tertiary.pdb_io import format_atom_lines
+        from tertiary.pdb_io import format_atom_lines, hybrid36_encode
 
         records = self._records(b_factors, include_ligands)
         lines = []
@@ -418,8 +418,8 @@ class Protein:
             lines.append(line)
             rec = records[k]
             if rec[0] == "ATOM" and (k + 1 == len(polymer) or records[k + 1][4] != rec[4]):
-                lines.append(f"TER   {rec[1] + 1:5d}      {rec[3]:>3s} {rec[4] or ' ':1s}"
-                             f"{rec[5]:4d}{rec[6] or ' ':1s}")
+                lines.append(f"TER   {(rec[1] + 1) % 100000:5d}      {rec[3]:>3s} "
+                             f"{rec[4] or ' ':1s}{hybrid36_encode(4, rec[5])}{rec[6] or ' ':1s}")
         lines.append("END")
         text = "\n".join(lines) + "\n"
         if path is not None:
