@@ -309,7 +309,11 @@ def test_fold_with_relax(tmp_path, tiny_params, shared_data, monkeypatch) -> Non
     fasta = _fasta(tmp_path / "q.fasta", {"trp_cage": native.sequence()})
     out = tmp_path / "out"
     args = ["fold", str(fasta), "--params", str(tiny_params), "-o", str(out), "--no-plots", "--relax"]
-    assert main(args) == 0
+    assert main(args[:-1]) == 0 and not (out / "trp_cage.relaxed.pdb").exists()
+    assert main(args) == 0  # folded before: skipped, but the missing relaxed model is made
+    assert (out / "trp_cage.relaxed.pdb").is_file()
+    assert json.loads((out / "summary.json").read_text())["skipped"] == ["trp_cage"]
+    assert main(args + ["--overwrite"]) == 0
     info = json.loads((out / "summary.json").read_text())["folded"][0]
     unrelaxed = Protein.from_file(out / "trp_cage.pdb")
     relaxed = Protein.from_file(out / "trp_cage.relaxed.pdb")

@@ -523,6 +523,14 @@ def run(args: argparse.Namespace) -> int:
             if (args.out / f"{q.name}.confidence.json").is_file() and not args.overwrite:
                 state.skipped.append(q.name)
                 console.print(f"{label}: done before, skipped (--overwrite to redo)")
+                relaxed = args.out / f"{q.name}.relaxed.pdb"
+                if args.relax and not relaxed.is_file() and (args.out / f"{q.name}.pdb").is_file():
+                    try:  # folded by an earlier run without --relax: relax the model it wrote
+                        relax_structure(args.out / f"{q.name}.pdb", relaxed)
+                        console.print(f"{label}: relaxed the earlier model")
+                    except TertiaryError as exc:
+                        state.failed.append({"name": q.name, "error": f"relaxation: {' '.join(str(exc).split())}"})
+                        console.print(f"[yellow]warning: {escape(q.name)}: relaxation failed: {escape(str(exc))}[/]")
                 continue
             task = progress.add_task(f"{label} recycle", total=num_recycles + 1)
             try:
