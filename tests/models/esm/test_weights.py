@@ -168,3 +168,15 @@ def test_only_argparse_namespace_is_allowed_and_only_while_loading(model, tmp_pa
         torch.save({"model": _fairseq(model), "cfg": {"model": other}}, tmp_path / "esm2_bad.pt")
         with pytest.raises(WeightsError, match=r"esm2_bad.pt: refused to unpickle"):
             load_esm(tmp_path / "esm2_bad.pt")
+
+
+def test_released_name_is_looked_up_in_the_torch_hub_cache(model, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "esm2_t6_8M_UR50D.pt"
+    with pytest.raises(WeightsError, match=f"no cached fair-esm checkpoint at {expected}"):
+        load_esm("esm2_t6_8M_UR50D")
+    expected.parent.mkdir(parents=True)
+    cfg = argparse.Namespace(encoder_layers=2, encoder_embed_dim=32, encoder_attention_heads=4, token_dropout=True)
+    torch.save({"model": _fairseq(model), "cfg": {"model": cfg}}, expected)  # a small model under the 8M name
+    with pytest.raises(WeightsError, match="esm2_t6_8M_UR50D.pt: config says num_layers=6 but the weights have 2"):
+        load_esm("esm2_t6_8M_UR50D")

@@ -346,11 +346,15 @@ def load_esm(path: str | Path, **overrides: object) -> ESM2:
     """Load ESM-2 weights in any supported format (see the module docstring), in eval mode.
 
     Args:
-        path: a ``.pt`` / ``.safetensors`` file or a HuggingFace / tertiary folder.
+        path: a ``.pt`` / ``.safetensors`` file or a HuggingFace / tertiary folder, or a
+            released model's name (``"esm2_t33_650M_UR50D"``): its fair-esm checkpoint in the
+            torch hub cache (``$TORCH_HOME/hub/checkpoints``), where fair-esm downloads land.
         overrides: ESMConfig fields to set (e.g. ``max_residues``); architecture fields must
             agree with the checkpoint.
     """
     path = Path(path)
+    if not path.exists() and str(path) in ESMConfig.presets():
+        path = _cached_checkpoint(str(path), overrides)
     if not path.exists():
         raise WeightsError(f"{path}: no such file or folder")
     if path.is_dir():
@@ -379,6 +383,24 @@ def load_esm(path: str | Path, **overrides: object) -> ESM2:
     if any(k.startswith(("esm.", "embeddings.", "encoder.layer.")) for k in state):
         raise WeightsError(f"{path}: HuggingFace weights must be loaded from their folder (with config.json)")
     return _from_fair_memory(_from_fairseq(state), str(path), **overrides)
+
+
+def _cached_checkpoint(name: str, overrides: dict[str, object]) -> Path:
+    """``<torch hub dir>/checkpoints/<name>.pt``, where fair-esm's downloads land (no download here).
+
+    The preset's dimensions are added to ``overrides`` so that a file of another size under that
+    name is refused.
+    """
+    path = Path(torch.hub.get_dir()) / "checkpoints" / f"{name}.pt"
+    if not path.is_file():
+        raise WeightsError(
+            f"{name}: not a file, and no cached fair-esm checkpoint at {path} (tertiary does not download "
+            "weights: give the path of the .pt file or of a HuggingFace folder)"
+        )
+    preset = ESMConfig.preset(name)
+    for key in ("num_layers", "embed_dim", "attention_heads"):
+        overrides.setdefault(key, getattr(preset, key))
+    return path
 
 
 def _with_overrides(model: ESM2, overrides: dict[str, object]) -> ESM2:
