@@ -60,6 +60,11 @@ def test_config_errors_name_the_key(mini):
         FunctionTask({"encoderr": "esm"}, {"root": str(mini)}, 0)
     with pytest.raises(ConfigError, match="encoder"):
         FunctionTask({"encoder": "bert"}, {"root": str(mini)}, 0)
+    model = {"encoder": "esm", "esm_preset": "tiny"}
+    with pytest.raises(ConfigError, match="data.max_length=1500 exceeds the 1022 residues ESM-2 takes"):
+        FunctionTask(model, {"root": str(mini), "max_length": 1500}, 0).build_model()
+    gearnet = FunctionTask({"encoder": "gearnet", "gnn_hidden_dim": 8, "gnn_layers": 1}, {"root": str(mini), "max_length": 1500}, 0)
+    assert gearnet.build_model() is not None  # GearNet has no length limit
 
 
 def _mini_archive(mini, tmp_path):

@@ -214,6 +214,12 @@ class FunctionTask:
     # -- model ----------------------------------------------------------------------------
     def build_model(self) -> FunctionModel:
         encoder, self.graph_config = build_encoder(self.mcfg, self.seed)
+        esm = getattr(encoder, "esm", None)
+        if esm is not None and self.dcfg.max_length > esm.config.max_residues:
+            raise ConfigError(
+                f"data.max_length={self.dcfg.max_length} exceeds the {esm.config.max_residues} residues ESM-2 "
+                f"takes (model.encoder={self.mcfg.encoder}); lower data.max_length"
+            )
         return FunctionModel(encoder, self.num_outputs, self.mcfg.head_layers, self.residue_level, self.mcfg.head_dropout)
 
     def param_groups(self, model: FunctionModel, lr: float) -> list[dict]:
