@@ -153,3 +153,17 @@ def test_template_npz_round_trip_and_template_free_config(tmp_path, caplog) -> N
     again = load_model(path, model.config)
     for key, value in model.state_dict().items():
         assert torch.equal(again.state_dict()[key], value), key
+
+
+def test_every_preset_maps_its_npz_keys() -> None:
+    from tertiary.models.alphafold.weights import trunk_npz_map
+
+    for name in AlphaFoldConfig.preset_names():
+        config = AlphaFoldConfig.preset(name)
+        keys = {k.split("@")[0] for k in trunk_npz_map(config)}
+        template_keys = {k for k in keys if "template" in k}
+        has_templates = name.split("_")[1] in ("1", "2")
+        assert config.template.enabled == has_templates, name
+        # 71 template arrays, as in the official params_model_1*.npz / params_model_2*.npz
+        assert (len(template_keys) == 71) if has_templates else not template_keys, (name, len(template_keys))
+        assert config.heads.tm_enabled == name.endswith("_ptm")
