@@ -260,3 +260,27 @@ def test_hybrid36_round_trip_through_the_writer() -> None:
     assert Protein.from_string(text).residue_index.tolist() == [12345]
     st_ = gemmi.read_pdb_string(text)
     assert st_[0]["A"][0].seqid.num == 12345  # gemmi reads hybrid-36 the same way
+
+
+def test_elements_agree_with_gemmi_on_db55(shared_data: Path) -> None:
+    """Elements (read from columns 77-78 or inferred) equal gemmi's on DB5.5 files: the files
+    gemmi's default reader rejects are compared with gemmi reading only columns 1-72 (it then
+    infers every element), the others (every 6th) with gemmi's default reader."""
+    files = sorted((shared_data / "db5.5_docking_benchmark" / "structures").glob("*.pdb.gz"))
+    assert len(files) == 638
+    rejected = 0
+    for k, path in enumerate(files):
+        text = gzip.decompress(path.read_bytes()).decode()
+        try:
+            st_ = gemmi.read_pdb_string(text)
+        except RuntimeError:
+            rejected += 1
+            st_ = gemmi.read_pdb_string(text, max_line_length=72)
+        else:
+            if k % 6:
+                continue
+        s = _sites(text)
+        expected = [a.element.name.upper().encode() for ch in st_[0] for r in ch for a in r]
+        assert s.element.tolist() == expected, path.name
+    if gemmi.__version__ == "0.7.5":  # ../shared/data/db5.5_docking_benchmark/README.md
+        assert rejected == 24
