@@ -179,6 +179,37 @@ def test_fasta_any_sequence_text(seq: str) -> None:
     assert rec.sequence == cleaned and cleaned.isascii() and cleaned.isalpha()
 
 
+@settings(max_examples=30, deadline=None)
+@given(
+    st.integers(2, 8),  # rows
+    st.integers(1, 30),  # aligned length
+    st.integers(1, 7),  # which non-query row is broken
+    st.integers(-5, 5).filter(lambda d: d != 0),  # aligned columns added / removed
+    st.randoms(use_true_random=False),
+)
+def test_a3m_unequal_rows_always_named(rows: int, length: int, broken: int, delta: int, rnd) -> None:  # noqa: ANN001
+    """Random A3M alignments (upper case, gaps, lower-case insertions): well-formed ones parse
+    with the right shape; one row with a different aligned length raises a ParseError that
+    names that row."""
+    broken = 1 + broken % (rows - 1)
+    lines = []
+    for r in range(rows):
+        n = length if r != broken else max(0, length + delta)
+        cols = [rnd.choice("ACDEFGHIKLMNPQRSTVWY" if r == 0 else "ACDEFGHIKLMNPQRSTVWY-")
+                for _ in range(n)]
+        if r:
+            cols = [c + rnd.choice(["", "", "ac"]) for c in cols]
+        lines += [f">seq{r}", "".join(cols)]
+    text = "\n".join(lines) + "\n"
+    if length + delta < 0 or max(0, length + delta) == length:
+        return
+    with pytest.raises(ParseError, match=rf"m\.a3m: row {broken + 1} \(seq{broken}, line {2 * broken + 1}\) has"):
+        parse_a3m(text, "m.a3m")
+    good = "\n".join(lines[: 2 * broken] + lines[2 * broken + 2:]) + "\n"
+    msa = parse_a3m(good, "m.a3m")
+    assert msa.depth == rows - 1 and msa.length == length
+
+
 # -------------------------------------------------------------------------------------------
 # Each documented problem once, with its message
 # -------------------------------------------------------------------------------------------
