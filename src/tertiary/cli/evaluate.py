@@ -1,7 +1,9 @@
 """``tertiary evaluate design --set DIR``: FAIR benchmark on a pocket set (e.g. CrossDocked test-100).
 
-The set folder holds ``index.tsv`` (columns ``index``, ``short_id``, ``pocket_file``,
-``ligand_file``; files under ``files/``, pockets may be gzipped as ``<pocket_file>.gz``). Every
+The set folder holds ``index.tsv``: CrossDocked layout (columns ``index``, ``short_id``,
+``pocket_file``, ``ligand_file``; files under ``files/``, pockets may be gzipped as
+``<pocket_file>.gz``) or the ``ligand_complexes`` layout (``id``, ``pocket_path``, ``ligand_path``);
+``--held-out CONFIG`` keeps the validation split of a ``task: fair`` training config. Every
 pocket is designed once per seed; failures (bad ligand, no residue near the ligand, ...) are
 reported per pocket and the rest go on. Writes ``design_eval.csv`` (one row per pocket and seed)
 and ``design_eval.json`` (settings, summary, failures) and prints a summary table.
@@ -18,27 +20,34 @@ from pathlib import Path
 
 import torch
 
-from tertiary.errors import DataError, TertiaryError
+from tertiary.errors import TertiaryError
 
 from .design import add_model_arguments, design_rows, load_model
 
 
-def read_set(folder: Path) -> list[dict[str, str]]:
-    """Rows of ``index.tsv`` with resolved ``pocket_path`` / ``ligand_path``."""
-    index = folder / "index.tsv"
-    if not index.is_file():
-        raise DataError(f"{folder}: no index.tsv (expected columns index, pocket_file, ligand_file)")
-    with open(index) as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    for col in ("pocket_file", "ligand_file"):
-        if rows and col not in rows[0]:
-            raise DataError(f"{index}: column {col!r} missing")
+def read_set(folder: Path, held_out: str | None = None) -> list[dict[str, str]]:
+    """Rows of a pocket set (:func:`tertiary.data.pocket.read_pocket_index`) with ``index``,
+    ``pocket_path`` and ``ligand_path``; ``held_out`` (a ``task: fair`` training config) keeps only
+    the complexes of that config's validation split."""
+    from tertiary.data.pocket import read_pocket_index
+
+    rows = read_pocket_index(folder)
     for i, row in enumerate(rows):
-        row.setdefault("index", str(i))
-        pocket = folder / "files" / row["pocket_file"]
-        gz = pocket.with_name(pocket.name + ".gz")
-        row["pocket_path"] = str(pocket if pocket.exists() or not gz.exists() else gz)
-        row["ligand_path"] = str(folder / "files" / row["ligand_file"])
+        row.setdefault("index", row.get("id") or str(i))
+        if not row["index"]:
+            row["index"] = str(i)
+        row["pocket_path"], row["ligand_path"] = row["pocket"], row["ligand"]
+    if held_out:
+        from tertiary.models.fair.task import FairData, split_rows
+        from tertiary.train.config import from_dict, read_yaml
+
+        data = dict(read_yaml(held_out).get("data") or {})
+        data.pop("val_limit", None)
+        data = {**data, "root": str(folder), "dataset": None}
+        cfg = from_dict(FairData, data, f"{held_out}: data")
+        _, val = split_rows([{"name": r["id"], "kind": r.get("kind", "crystal"), "pdb_id": r.get("pdb_id")} for r in rows],
+                            cfg)
+        rows = [rows[i] for i in val]
     return rows
 
 
@@ -63,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     folder = Path(args.set)
-    rows = read_set(folder)
+    rows = read_set(folder, args.held_out)
     if args.ids:
         wanted = {s.strip() for s in args.ids.split(",")}
         rows = [r for r in rows if r["index"] in wanted]
@@ -150,6 +159,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--seeds", type=int, nargs="+", help="several seeds (default: --seed)")
     d.add_argument("--limit", type=int, help="only the first N pockets")
     d.add_argument("--ids", help="comma-separated index values to run")
+    d.add_argument("--held-out", metavar="CONFIG", help="only the validation split of this task: fair training "
+                   "config (e.g. configs/fair_default.yaml on ../shared/data/ligand_complexes)")
     add_model_arguments(d)
     d.set_defaults(handler=_run)
     p.set_defaults(handler=lambda a: (p.print_help(), 2)[1])

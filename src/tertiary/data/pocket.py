@@ -309,3 +309,172 @@ def collate(pockets: list[Pocket]) -> PocketBatch:
         out["ligand_features"][i, :m] = p.ligand_features
         out["lig_mask"][i, :m] = True
     return PocketBatch(**{k: torch.from_numpy(v) for k, v in out.items()}, names=[p.name for p in pockets])
+
+
+# -- datasets ------------------------------------------------------------------------------------
+
+POCKET_TASK = "pocket"
+
+
+@dataclass
+class PocketBuildReport:
+    """What :func:`build_pocket_dataset` wrote and what it skipped (``failures``: ``[{"id", "error"}]``)."""
+
+    output: str
+    n_records: int
+    failures: list[dict[str, str]]
+    pocket_radius: float
+    design_radius: float
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.failures)
+
+    def summary(self) -> str:
+        text = f"{self.n_records} pocket(s) written to {self.output}"
+        if self.failures:
+            text += f"; {self.n_failed} complex(es) skipped (see {Path(self.output).with_suffix('.report.tsv').name})"
+        return text
+
+    def as_dict(self) -> dict[str, object]:
+        return {"task": POCKET_TASK, "output": self.output, "n_records": self.n_records, "n_failed": self.n_failed,
+                "pocket_radius": self.pocket_radius, "design_radius": self.design_radius, "failures": self.failures}
+_ARRAY_FIELDS = ("positions", "atom_names", "aatype", "residue_number", "designed", "ligand_positions",
+                 "ligand_features", "ligand_elements")
+
+
+def pocket_to_record(pocket: Pocket) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """A :class:`Pocket` as (arrays, JSON metadata) for :class:`tertiary.data.lmdb_store.LmdbWriter`."""
+    arrays = {k: np.asarray(getattr(pocket, k)) for k in _ARRAY_FIELDS}
+    arrays["designed"] = arrays["designed"].astype(np.uint8)
+    meta = {"name": pocket.name, "chain_id": [str(c) for c in pocket.chain_id],
+            "insertion_code": [str(c) for c in pocket.insertion_code]}
+    return arrays, meta
+
+
+def pocket_from_record(arrays: dict[str, np.ndarray], meta: dict[str, object]) -> Pocket:
+    """Inverse of :func:`pocket_to_record`."""
+    fields = {k: arrays[k] for k in _ARRAY_FIELDS}
+    fields["designed"] = fields["designed"].astype(bool)
+    return Pocket(name=str(meta["name"]), chain_id=np.asarray(meta["chain_id"]),
+                  insertion_code=np.asarray(meta["insertion_code"]), **fields)
+
+
+def read_pocket_index(source: str | os.PathLike) -> list[dict[str, str]]:
+    """Complexes listed by a set's ``index.tsv`` (a folder holding it, or the file itself).
+
+    Two layouts are understood: ``shared/data/ligand_complexes`` (columns ``id``,
+    ``pocket_path``, ``ligand_path`` relative to the folder, plus ``kind`` / ``system`` /
+    ``pdb_id``) and ``crossdocked_test100`` (``index``, ``short_id``, ``pocket_file``,
+    ``ligand_file`` under ``files/``; pockets may be stored as ``<pocket_file>.gz``).
+
+    Returns:
+        rows with at least ``id``, ``pocket`` and ``ligand`` (absolute paths) and the index's
+        other columns.
+
+    Raises:
+        DataError: no index, or a missing column.
+    """
+    import csv
+
+    from tertiary.errors import DataError
+
+    path = Path(source)
+    index = path / "index.tsv" if path.is_dir() else path
+    if not index.is_file():
+        raise DataError(f"{path}: no index.tsv (a pocket set lists its complexes there)")
+    folder = index.parent
+    with open(index, newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="\t"))
+    out = []
+    for i, row in enumerate(rows):
+        if "pocket_path" in row and "ligand_path" in row:
+            pocket, ligand = folder / row["pocket_path"], folder / row["ligand_path"]
+        elif "pocket_file" in row and "ligand_file" in row:
+            pocket, ligand = folder / "files" / row["pocket_file"], folder / "files" / row["ligand_file"]
+            gz = pocket.with_name(pocket.name + ".gz")
+            if not pocket.exists() and gz.exists():
+                pocket = gz
+        else:
+            raise DataError(f"{index}: needs columns pocket_path + ligand_path or pocket_file + ligand_file")
+        ident = row.get("id") or row.get("short_id") or row.get("index") or str(i)
+        out.append({**row, "id": ident, "pocket": str(pocket), "ligand": str(ligand)})
+    return out
+
+
+def build_pocket_dataset(
+    sources: list[str | os.PathLike] | str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    progress: object | None = None,
+    pocket_radius: float = 10.0,
+    design_radius: float = 5.0,
+    kinds: list[str] | tuple[str, ...] | None = None,
+    limit: int | None = None,
+) -> PocketBuildReport:
+    """Featurise the complexes of one or more pocket sets into an LMDB dataset (``task: pocket``).
+
+    ``tertiary data build --task pocket SOURCES -o OUT.lmdb`` calls this. Every complex is
+    featurised with :func:`load_pocket`; a complex that fails (ligand RDKit cannot sanitise, no
+    residue near the ligand, designed residue without backbone, ...) is reported and skipped.
+
+    Args:
+        sources: set folders / ``index.tsv`` files (see :func:`read_pocket_index`).
+        output: the ``.lmdb`` file to write (atomically).
+        progress: optional ``progress(done, total, name)`` callback, called after every complex.
+        pocket_radius / design_radius: as :func:`build_pocket` (A).
+        kinds: keep only rows whose ``kind`` column is one of these (e.g. ``crystal``).
+        limit: only the first ``limit`` complexes (after filtering).
+
+    Returns:
+        the report; failures are also listed in ``<output stem>.report.tsv`` (``id``, ``error``).
+
+    Raises:
+        DataError: a source without an index, or no complex could be featurised.
+    """
+    import warnings
+
+    from tertiary.data.lmdb_store import LmdbWriter
+    from tertiary.errors import DataError, TertiaryError
+
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    rows: list[dict[str, str]] = []
+    for src in sources:
+        rows.extend(read_pocket_index(src))
+    if kinds:
+        rows = [r for r in rows if r.get("kind") in set(kinds)]
+    if limit is not None:
+        rows = rows[:limit]
+    failures: list[dict[str, str]] = []
+    n_ok = 0
+    with LmdbWriter(output, POCKET_TASK) as writer:
+        seen: set[str] = set()
+        for i, row in enumerate(rows):
+            key = row["id"]
+            if key in seen:
+                failures.append({"id": key, "error": "duplicate id; later occurrence skipped"})
+                continue
+            seen.add(key)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pocket = load_pocket(row["pocket"], row["ligand"], pocket_radius=pocket_radius,
+                                         design_radius=design_radius, name=key)
+                arrays, meta = pocket_to_record(pocket)
+                meta.update({k: row[k] for k in ("kind", "system", "pdb_id", "source") if row.get(k)})
+                writer.add(key, arrays, meta)
+                n_ok += 1
+            except TertiaryError as exc:
+                failures.append({"id": key, "error": " ".join(str(exc).split())})
+                logger.warning("%s skipped: %s", key, exc)
+            if progress is not None:
+                progress(i + 1, len(rows), key)
+        if n_ok == 0:
+            raise DataError(f"{output}: none of the {len(rows)} complexes could be featurised"
+                            + (f" (first error: {failures[0]['error']})" if failures else ""))
+        report = PocketBuildReport(str(output), n_ok, failures, pocket_radius, design_radius)
+        writer.commit({**report.as_dict(), "sources": [str(s) for s in sources]})
+    table = Path(output).with_suffix(".report.tsv")
+    table.write_text("id\terror\n" + "".join(f"{f['id']}\t{f['error']}\n" for f in failures))
+    return report

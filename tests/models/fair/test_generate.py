@@ -1,0 +1,222 @@
+"""FAIR sampling (``generate.generate``): what carries between calls, argmax hardening, the
+self-consistent outer iterations, the leak of ``residue_graph="native"`` and the metrics."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tertiary.data.pocket import RESIDUE_SLOT_NAMES, collate, load_pocket
+from tertiary.errors import InputError
+from tertiary.models.fair.config import FairConfig
+from tertiary.models.fair.generate import backbone_rmsd, fair_rmsd_formula, generate, recovery
+from tertiary.models.fair.model import FairModel
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def example_pocket():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_pocket(EXAMPLES / "7sed_pocket.pdb", EXAMPLES / "7sed_ligand.sdf")
+
+
+def tiny(**kw) -> FairModel:
+    torch.manual_seed(0)
+    base = dict(interpolate_steps=2, outer_iterations=2, refine_steps=2)
+    base.update(kw)
+    return FairModel(FairConfig.preset("tiny", **base))
+
+
+class Recorder:
+    def __init__(self, model: FairModel) -> None:
+        self.calls: list = []
+        inner = model.encode
+
+        def encode(inp, backbone, generator=None, chunk_size=None):
+            snap = {k: v.clone() for k, v in vars(inp).items()}
+            out, logits = inner(inp, backbone, generator, chunk_size)
+            self.calls.append((snap, backbone, logits.clone(), out))
+            return out, logits
+
+        model.encode = encode  # type: ignore[method-assign]
+
+
+@pytest.fixture(scope="module")
+def pocket():
+    return example_pocket()
+
+
+def test_call_structure_and_what_carries(pocket) -> None:
+    model = tiny()
+    rec = Recorder(model)
+    batch = collate([pocket, pocket])
+    res = generate(model, batch, torch.Generator().manual_seed(0))
+    cfg = model.config
+    n_bb = cfg.interpolate_steps
+    per_outer = cfg.refine_steps + 1
+    assert res.encoder_calls == len(rec.calls) == n_bb + cfg.outer_iterations * per_outer
+    assert [c[1] for c in rec.calls] == [True] * n_bb + [False] * (cfg.outer_iterations * per_outer)
+    edit = batch.designed & batch.res_mask
+
+    # backbone stage: coordinates, ligand pose and raw logits carry from call to call
+    for (a, _, logits, out), (b, _, _, _) in zip(rec.calls[: n_bb - 1], rec.calls[1:n_bb]):
+        torch.testing.assert_close(b["positions"][:, :, :4], out.positions[:, :, :4])
+        torch.testing.assert_close(b["ligand_positions"], out.ligand_positions)
+        torch.testing.assert_close(b["feature_types"][edit][:, 1:], logits[edit])
+    first = rec.calls[0][0]
+    torch.testing.assert_close(first["feature_types"][edit][:, 1:], torch.full((int(edit.sum()), 20), 1 / 20))
+    torch.testing.assert_close(res.initial_backbone, first["positions"][:, :, :4])
+
+    # argmax before the full-atom stage, with the full atom set of the chosen type
+    last_logits = rec.calls[n_bb - 1][2]
+    hard = last_logits.argmax(-1) + 1
+    assert torch.equal(res.stage1_aatype[edit], hard[edit])
+    fa0 = rec.calls[n_bb][0]
+    torch.testing.assert_close(fa0["feature_types"][edit], torch.nn.functional.one_hot(hard[edit], 21).float())
+    assert torch.equal(fa0["atom_names"][edit], torch.as_tensor(RESIDUE_SLOT_NAMES)[hard[edit]])
+    torch.testing.assert_close(fa0["positions"][:, :, :4], rec.calls[n_bb - 1][3].positions[:, :, :4])
+
+    # full-atom stage: positions carry; every (refine_steps + 1)-th call re-masks one designed residue
+    fa = rec.calls[n_bb:]
+    for (_, _, _, out), (b, _, _, _) in zip(fa[:-1], fa[1:]):
+        torch.testing.assert_close(b["positions"][:, :, :4], out.positions[:, :, :4])
+        torch.testing.assert_close(b["ligand_positions"], out.ligand_positions)
+    for k in range(cfg.outer_iterations):
+        snap, _, logits, _ = fa[k * per_outer + cfg.refine_steps]
+        masked = snap["feature_types"][..., 0] == 1
+        assert masked.sum(1).tolist() == [1, 1], "one re-masked residue per complex"
+        assert bool((masked <= edit).all()), "only designed residues are re-masked"
+        assert not snap["atom_mask"][masked][:, 4:].any(), "the re-masked residue is stripped to its backbone"
+        for refine in fa[k * per_outer : k * per_outer + cfg.refine_steps]:
+            assert not (refine[0]["feature_types"][..., 0] == 1).any(), "refinement calls mask nothing"
+        # its new type is the argmax of that call
+        if k + 1 < cfg.outer_iterations:
+            nxt = fa[(k + 1) * per_outer][0]
+            assert torch.equal(nxt["feature_types"][masked].argmax(-1), logits[masked].argmax(-1) + 1)
+    assert torch.equal(res.aatype[~edit & batch.res_mask], batch.aatype[~edit & batch.res_mask])
+
+
+def test_remasking_is_random_and_seeded(pocket) -> None:
+    model = tiny(interpolate_steps=1, outer_iterations=5, refine_steps=0)
+    batch = collate([pocket])
+
+    def masked_sequence(seed: int) -> list[int]:
+        rec = Recorder(model)
+        generate(model, batch, torch.Generator().manual_seed(seed))
+        calls = rec.calls[model.config.interpolate_steps :]
+        return [int(torch.nonzero(c[0]["feature_types"][0, :, 0] == 1)[0, 0]) for c in calls]
+
+    a, b = masked_sequence(0), masked_sequence(0)
+    assert a == b
+    draws = {tuple(masked_sequence(s)) for s in range(1, 3)} | {tuple(a)}
+    assert len(draws) > 1 and len({r for d in draws for r in d}) > 2
+
+
+def test_same_seed_same_design(pocket) -> None:
+    model = tiny()
+    batch = collate([pocket])
+    r1 = generate(model, batch, torch.Generator().manual_seed(3))
+    r2 = generate(model, batch, torch.Generator().manual_seed(3))
+    assert torch.equal(r1.aatype, r2.aatype) and torch.equal(r1.positions, r2.positions)
+
+
+def _perturb_designed(batch, scale: float = 2.0):
+    """Copy of ``batch`` whose designed residues' TRUE coordinates are moved (random offsets)."""
+    g = torch.Generator().manual_seed(11)
+    shift = torch.randn(batch.positions.shape, generator=g) * scale
+    edit = (batch.designed & batch.res_mask)[..., None, None]
+    moved = torch.where(edit & (batch.atom_names > 0)[..., None], batch.positions + shift, batch.positions)
+    return type(batch)(**{**vars(batch), "positions": moved})
+
+
+@pytest.mark.parametrize("graph", ["predicted", "native"])
+def test_native_graph_reads_the_true_backbone_of_designed_residues(pocket, graph: str) -> None:
+    """The leak: with the same starting point (interpolation reads only context residues),
+    moving the true backbone of the designed residues changes ``native`` designs only."""
+    model = tiny()
+    batch = collate([pocket])
+    moved = _perturb_designed(batch)
+    a = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
+    b = generate(model, moved, torch.Generator().manual_seed(0), residue_graph=graph)
+    torch.testing.assert_close(a.initial_backbone, b.initial_backbone)  # same initialisation
+    same = torch.equal(a.aatype, b.aatype) and torch.allclose(a.positions, b.positions, atol=1e-5)
+    if graph == "predicted":
+        assert same, "leak-free mode must not read the true coordinates of designed residues"
+        assert not torch.allclose(a.backbone_rmsd, b.backbone_rmsd)  # the metric does read them
+    else:
+        assert not same, "native mode builds its residue graph from the true backbone"
+
+
+def test_native_mode_uses_true_ca_for_the_residue_graph(pocket) -> None:
+    model = tiny(interpolate_steps=1, outer_iterations=1, refine_steps=0)
+    batch = collate([pocket])
+    for graph in ("native", "predicted"):
+        rec = Recorder(model)
+        generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
+        for snap, _, _, _ in rec.calls:
+            want = batch.positions[:, :, 1] if graph == "native" else snap["positions"][:, :, 1]
+            torch.testing.assert_close(snap["graph_ca"], want)
+
+
+def test_too_few_context_residues(pocket) -> None:
+    model = tiny(outer_iterations=1, refine_steps=1)
+    batch = collate([pocket])
+    designed = batch.designed.clone()
+    ctx = torch.nonzero(~designed[0] & batch.res_mask[0])[:, 0]
+    designed[0, ctx[2:]] = True  # two context residues left
+    few = type(batch)(**{**vars(batch), "designed": designed})
+    with pytest.raises(InputError, match="7sed_pocket: only 2 context residue"):
+        generate(model, few, torch.Generator().manual_seed(0))
+    # the released code's behaviour (start from the true backbone) is kept in native mode
+    res = generate(model, few, torch.Generator().manual_seed(0), residue_graph="native")
+    torch.testing.assert_close(res.initial_backbone, batch.positions[:, :, :4])
+
+
+# -- metrics ------------------------------------------------------------------------------------
+
+def test_recovery_counts_designed_residues_only() -> None:
+    native = torch.tensor([[1, 2, 3, 4, 5, 0]])
+    mask = torch.tensor([[True, True, True, False, False, False]])
+    designed = torch.tensor([[1, 9, 3, 7, 7, 0]])
+    assert recovery(designed, native, mask).tolist() == [pytest.approx(2 / 3)]
+    from tertiary.metrics import aar
+
+    assert float(recovery(designed, native, mask)[0]) == pytest.approx(aar(designed[0], native[0], mask[0]))
+
+
+def test_backbone_rmsd_and_fairs_formula() -> None:
+    g = torch.Generator().manual_seed(0)
+    true = torch.randn(2, 5, 4, 3, generator=g) * 5
+    pred = true + torch.randn(2, 5, 4, 3, generator=g)
+    mask = torch.tensor([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], dtype=torch.bool)
+    pred_far = torch.where(mask[..., None, None], pred, pred + 100.0)  # undesigned residues never count
+    rmsd = backbone_rmsd(pred_far, true, mask)
+    fair = fair_rmsd_formula(pred_far, true, mask)
+    from tertiary.metrics import rmsd as tertiary_rmsd
+
+    for b in range(2):
+        m = mask[b].numpy()
+        d = np.linalg.norm((pred[b] - true[b]).numpy()[m], axis=-1)  # [n, 4]
+        assert float(rmsd[b]) == pytest.approx(math.sqrt((d**2).mean()), rel=1e-5)
+        assert float(rmsd[b]) == pytest.approx(tertiary_rmsd(pred[b][mask[b]].reshape(-1, 3), true[b][mask[b]].reshape(-1, 3), superpose=False), rel=1e-5)
+        # FAIR's own "RMSD": square root of the MEAN ABSOLUTE distance (not an RMSD)
+        assert float(fair[b]) == pytest.approx(math.sqrt(d.mean()), rel=1e-5)
+    # and it is a different number: sqrt(mean |d|) < RMSD for distances of a few A
+    assert not torch.allclose(rmsd, fair)
+
+
+def test_design_result_metrics_match_the_functions(pocket) -> None:
+    model = tiny(outer_iterations=1, refine_steps=1)
+    batch = collate([pocket])
+    res = generate(model, batch, torch.Generator().manual_seed(0))
+    edit = batch.designed & batch.res_mask
+    torch.testing.assert_close(res.aar, recovery(res.aatype, batch.aatype, edit))
+    torch.testing.assert_close(res.backbone_rmsd, backbone_rmsd(res.positions[:, :, :4], batch.positions[:, :, :4], edit))
+    torch.testing.assert_close(res.fair_rmsd, fair_rmsd_formula(res.positions[:, :, :4], batch.positions[:, :, :4], edit))
+    assert 0.0 <= float(res.aar[0]) <= 1.0 and float(res.backbone_rmsd[0]) > 0
