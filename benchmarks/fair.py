@@ -200,6 +200,68 @@ def _official_backbone(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return torch.stack([batch["protein_pos"][s : s + 4] for s in starts.tolist()])
 
 
+def trace_generate(off, off_model, model, row, seed):  # type: ignore[no-untyped-def]
+    """Untimed: record the designed residues' atoms and the ligand fed to every encoder call of both
+    samplers (same pocket, same seed) and compare call by call: largest coordinate difference and
+    whether the designed residues carry the same types."""
+    from tertiary.data.pocket import collate, load_pocket
+    from tertiary.models.fair.generate import generate
+
+    data = official_sample(off, Path(row["pocket_path"]), Path(row["ligand_path"]))
+    torch.manual_seed(0)
+    batch = off["data"].collate_mols([data])
+    edit = batch["protein_edit_residue"].clone()
+    designed = torch.nonzero(edit).flatten().tolist()
+    rec_o, rec_t = [], []
+    forward = off_model.encoder.forward
+
+    def official_hook(node_attr, pos, batch_ctx, batch, pred_res_type, mask_protein, external_index,  # type: ignore[no-untyped-def]
+                      backbone=True, mask=True):
+        a2r = batch["atom2residue_backbone"] if backbone else batch["atom2residue"]
+        prot = pos[mask_protein]
+        types = batch["amino_acid"].clone()
+        if mask:
+            types[batch["random_mask_residue"]] = 0
+        rec_o.append(({r: prot[a2r == r].clone() for r in designed}, pos[~mask_protein].clone(), types[edit]))
+        return forward(node_attr, pos, batch_ctx, batch, pred_res_type, mask_protein, external_index, backbone, mask)
+
+    off_model.encoder.forward = official_hook
+    try:
+        torch.manual_seed(seed)
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
+            off_model.generate(batch)
+    finally:
+        off_model.encoder.forward = forward
+    pocket = load_pocket(row["pocket_path"], row["ligand_path"], pocket_radius=None, name=row["short_id"])
+    encode = model.encode
+
+    def tertiary_hook(inp, backbone, generator=None, chunk_size=None):  # type: ignore[no-untyped-def]
+        types = inp.feature_types[0].argmax(-1)
+        rec_t.append(({r: inp.positions[0, r][inp.atom_mask[0, r]].clone() for r in designed},
+                      inp.ligand_positions[0].clone(), types[edit]))
+        return encode(inp, backbone, generator, chunk_size)
+
+    model.encode = tertiary_hook
+    try:
+        generate(model, collate([pocket]), torch.Generator().manual_seed(seed), residue_graph="native")
+    finally:
+        del model.encode
+    calls = []
+    for i, (o, t) in enumerate(zip(rec_o, rec_t)):
+        same_atoms = all(o[0][r].shape == t[0][r].shape for r in designed)
+        diff = max(float((o[0][r] - t[0][r]).abs().max()) for r in designed) if same_atoms else None
+        backbone_stage = i < 5  # types of designed residues are soft logits there; not compared
+        calls.append({"call": i, "max_abs_diff_designed_atoms": diff,
+                      "max_abs_diff_ligand": float((o[1] - t[1]).abs().max()),
+                      "same_types": None if backbone_stage else bool(torch.equal(o[2], t[2]))})
+    first_type_diff = next((c["call"] for c in calls if c["same_types"] is False), None)
+    print(f"trace {row['index']} {row['short_id']}: {len(rec_o)} / {len(rec_t)} encoder calls; max |d| designed atoms "
+          + ", ".join(f"#{c['call']} {c['max_abs_diff_designed_atoms']:.1e}" for c in calls
+                      if c["call"] in (1, 5, 10, 20, 30, 40, 50) and c["max_abs_diff_designed_atoms"] is not None)
+          + f"; first call whose input types differ: {first_type_diff}")
+    return {"index": row["index"], "calls": calls, "first_call_with_different_types": first_type_diff}
+
+
 def bench_generate(off, off_model, model, rows, seed, control=False):  # type: ignore[no-untyped-def]
     from tertiary.data.pocket import collate, load_pocket
     from tertiary.models.fair.generate import generate
@@ -329,6 +391,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--trace", type=int, default=0, metavar="N",
+                    help="also compare the inputs of every encoder call of both samplers on the first N pockets (untimed)")
     ap.add_argument("--control", action="store_true",
                     help="also rerun the official generate with the kNN edges in reverse order (same graph) to show "
                     "how far float summation order alone moves its designs")
@@ -354,6 +418,9 @@ def main() -> None:
           f"{t_off / t_ter:.1f}x; identical designed sequences {sum(same)}/{len(same)}")
     report["generate_summary"] = {"official_mean_cpu_s": t_off, "tertiary_mean_cpu_s": t_ter, "ratio": t_off / t_ter,
                                   "identical_sequences": sum(same), "compared": len(same)}
+    if args.trace:
+        report["trace"] = [trace_generate(off, off_model, model, r, args.seed)
+                           for r in read_set(Path(args.set), args.ids[: args.trace])]
     if not args.skip_train:
         # fresh models: the generate runs above left both in eval mode with the released weights
         off_model = official_model(off, folder, checkpoint)
