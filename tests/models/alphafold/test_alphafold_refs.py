@@ -16,8 +16,8 @@ units, <= 1.1e-5 for the Evoformer and 1e-3 A for structure-module coordinates):
   distance is 3e-6 A from a recycling bin edge, see README);
 - templates (model_1_ptm_templates): cycle 0 end to end and every template intermediate at the
   suggested tolerances; the set stores no cycle-1 state, so the last cycle and heads are
-  compared free-running, guarded by a check that no recycled pseudo-beta distance lies within
-  1e-3 A of a bin edge (skipped, with the reason, if one does).
+  compared free-running; a mismatch fails unless a recycled pseudo-beta distance lies within
+  1e-3 A of a bin edge (then it is skipped with that reason: a bin flip, not an error).
 """
 
 from __future__ import annotations
@@ -528,25 +528,30 @@ def test_template_model_recycling_and_heads_match_openfold(
     per_cycle = split_cycles(_templ_features(templ_refs))
     tol = meta["suggested_float32_tolerances"]
     prev = templ_model.initial_recycling_state(per_cycle[0])
-    record: dict[str, torch.Tensor] = {}
+    margins: list[float] = []
     with torch.no_grad():
         for cycle, feats in enumerate(per_cycle):
             if cycle > 0:
-                margin = _min_bin_edge_margin(templ_model, feats["aatype"], prev[2])
-                if margin < 1e-3:  # float32 round-off moves coordinates by ~1e-4 A
-                    pytest.skip(f"cycle {cycle}: a recycled distance is {margin:.1e} A from a bin edge (ill-conditioned)")
-            record = {}
+                margins.append(_min_bin_edge_margin(templ_model, feats["aatype"], prev[2]))
+            record: dict[str, torch.Tensor] = {}
             out = templ_model.iteration(feats, prev, record=record)
             prev = (out["msa"][0], out["pair"], out["final_atom_positions"])
         heads = templ_model.aux_heads(out["sm.single"], out["single"], out["pair"], out["msa"])
     last = np.load(require(templ_refs / "outputs" / f"cycle{len(per_cycle) - 1}.npz"))
-    for key in ("evoformer.m", "evoformer.s", "template_single_embedder.out"):
-        close(record[key], torch.from_numpy(last[key]), atol=tol["representations_atol"],
-              rtol=tol["representations_rtol"], what=key)  # fmt: skip
-    close(out["final_atom_positions"], torch.from_numpy(last["final_atom_positions"]),
-          atol=tol["coordinates_atol_angstrom"], what="final atoms")  # fmt: skip
     expected = np.load(require(templ_refs / "outputs" / "heads.npz"))
     compared = [k for k in expected.files if k in heads]
     assert {"plddt", "masked_msa_logits", "experimentally_resolved_logits"} <= set(compared)
-    for key in compared:
-        close(heads[key], torch.from_numpy(expected[key]), atol=1e-3, rtol=1e-3, what=key)
+    try:
+        for key in ("evoformer.m", "evoformer.s", "template_single_embedder.out"):
+            close(record[key], torch.from_numpy(last[key]), atol=tol["representations_atol"],
+                  rtol=tol["representations_rtol"], what=key)  # fmt: skip
+        close(out["final_atom_positions"], torch.from_numpy(last["final_atom_positions"]),
+              atol=tol["coordinates_atol_angstrom"], what="final atoms")  # fmt: skip
+        for key in compared:
+            close(heads[key], torch.from_numpy(expected[key]), atol=1e-3, rtol=1e-3, what=key)
+    except AssertionError:
+        # a recycled pseudo-beta distance this close to a bin edge can flip its one-hot bin
+        # under float32 round-off (~1e-4 A here), which changes everything downstream
+        if min(margins, default=1.0) < 1e-3:
+            pytest.skip(f"recycled distance {min(margins):.1e} A from a bin edge: free-running cycles ill-conditioned")
+        raise
