@@ -46,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", type=Path, help="PDB / mmCIF files (.gz allowed)")
-    p.add_argument("--json", action="store_true", help="print one JSON document (a list, one entry per file)")
+    p.add_argument("--json", action="store_true", help="print JSON: one object for one file, a list of them for several")
     p.add_argument("--chains", default=None, help="only these chain ids (e.g. 'AB'); default all")
     p.add_argument("--model", type=int, default=1, help="model to describe (1-based, default 1)")
     p.set_defaults(handler=run)
