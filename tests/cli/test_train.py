@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,13 @@ from safetensors.torch import load_file
 from tertiary.cli.main import main
 
 TOY_DIR = Path(__file__).resolve().parent.parent / "train"
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on now (parallel test runs must not share torchrun's port)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +71,7 @@ def test_two_process_ddp_on_cpu_matches_one_process(tmp_path):
     one = _write(tmp_path, "one.yaml", batch_size=8, max_steps=6, out_dir=str(tmp_path / "one"))
     two = _write(tmp_path, "two.yaml", batch_size=4, max_steps=6, out_dir=str(tmp_path / "two"))
     assert main(["train", str(one)]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            "-m", "tertiary.cli.main", "train", str(two)]
     out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
