@@ -210,7 +210,7 @@ def test_trivial_baselines():
 # overfitting 4 real chains
 
 OVERFIT_CHAINS = ("3oj3_J", "6h0g_F", "7cna_B", "1sp2_A")  # 30-31 residues each, real PDB chains
-OVERFIT_STEPS, OVERFIT_LR, OVERFIT_WARMUP = 1500, 2e-3, 50
+OVERFIT_STEPS, OVERFIT_LR, OVERFIT_WARMUP = 1000, 2e-3, 50
 
 
 @pytest.mark.slow
