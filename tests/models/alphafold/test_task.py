@@ -177,6 +177,28 @@ def test_corrupt_record_is_a_clear_error_naming_it(db, tmp_path):
         ds[1]
 
 
+def test_tertiary_train_on_a_corrupt_dataset_is_one_line_exit_2(db, tmp_path, capsys):
+    import yaml
+
+    from tertiary.cli.main import main
+
+    bad = _copy_db(db, tmp_path / "bad.lmdb")
+    env = lmdb.open(str(bad), subdir=False, lock=False)
+    with env.begin(write=True) as txn:
+        for key in CHAINS:
+            txn.put(key.encode(), b"not a record")
+    env.close()
+    cfg = {"task": "alphafold", "max_steps": 2, "device": "cpu", "out_dir": str(tmp_path / "run"), "model": TINY,
+           "data": {"path": str(bad), "crop_size": 16}}  # fmt: skip
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(tmp_path / "cfg.yaml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.lmdb:" in err[0] and "corrupt record" in err[0]
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump({**cfg, "data": {"path": str(bad), "crop_sise": 16}}))
+    assert main(["train", str(tmp_path / "cfg.yaml")]) == 2
+    assert "data.crop_sise: unknown key (did you mean 'crop_size'?)" in capsys.readouterr().err
+
+
 def test_nan_coordinates_are_reported_but_do_not_poison_the_update(db, tmp_path):
     """A record with NaN coordinates (the parser rejects them; a hand-made store may not) gives
     non-finite structure terms, which the loss reports and leaves out of the total."""
