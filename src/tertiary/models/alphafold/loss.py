@@ -12,6 +12,7 @@ loss values match released models' training.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,6 +24,8 @@ from tertiary import constants as rc
 from tertiary.errors import ConfigError, InputError
 from tertiary.geometry.rigid import Rigid, Rotation
 from tertiary.metrics import lddt_scores
+
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -634,8 +637,10 @@ def alphafold_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Weighted AlphaFold2 loss.
 
-    Every term is computed (and reported) even when its weight is 0; a non-finite term is
-    reported as is but left out of the total. The weighted sum is scaled by
+    Every term is computed (and reported) even when its weight is 0. A non-finite weighted term
+    makes the total non-finite (and is named in a logged warning), so the training engine skips
+    the step and counts it rather than silently training on the other terms (OpenFold drops such a
+    term from the total instead). The weighted sum is scaled by
     ``sqrt(min(seq_length, crop_size))`` as AlphaFold2 does (``crop_size`` defaults to N).
 
     Returns:
@@ -682,10 +687,15 @@ def alphafold_loss(
             batch["resolution"], cfg,
         )
     total = positions.new_zeros(())
+    bad = []
     for name, value in terms.items():
         weight = getattr(cfg.weights, name)
-        if weight and torch.isfinite(value):
+        if weight:
             total = total + weight * value
+            if not torch.isfinite(value):
+                bad.append(name)
+    if bad:
+        log.warning("non-finite AlphaFold loss terms: %s", ", ".join(bad))
     n_res = batch["aatype"].shape[-1]
     seq_len = float(batch["seq_length"].float().mean()) if "seq_length" in batch else float(n_res)
     scaled = total * math.sqrt(min(seq_len, crop_size or n_res))
