@@ -686,15 +686,13 @@ def alphafold_loss(
             out["tm_logits"], out["frames"][-1], batch["backbone_rigid_tensor"], batch["backbone_rigid_mask"],
             batch["resolution"], cfg,
         )
+    weighted = {name: getattr(cfg.weights, name) for name in terms}
     total = positions.new_zeros(())
-    bad = []
     for name, value in terms.items():
-        weight = getattr(cfg.weights, name)
-        if weight:
-            total = total + weight * value
-            if not torch.isfinite(value):
-                bad.append(name)
-    if bad:
+        if weighted[name]:
+            total = total + weighted[name] * value
+    if not torch.isfinite(total):  # one check (one host sync on GPU) per step; names only when needed
+        bad = [name for name, value in terms.items() if weighted[name] and not torch.isfinite(value)]
         log.warning("non-finite AlphaFold loss terms: %s", ", ".join(bad))
     n_res = batch["aatype"].shape[-1]
     seq_len = float(batch["seq_length"].float().mean()) if "seq_length" in batch else float(n_res)
