@@ -33,7 +33,7 @@ from torch import nn
 
 from tertiary.errors import ConfigError, InputError
 from tertiary.nn.attention import attention
-from tertiary.nn.primitives import Linear, Transition
+from tertiary.nn.primitives import Linear, Transition, gaussian
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class GaussianRBF(nn.Module):
         self.width = (hi - lo) / max(num - 1, 1)
 
     def forward(self, d: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-(((d[..., None] - self.centres.to(d.dtype)) / self.width) ** 2))
+        return gaussian(-(((d[..., None] - self.centres.to(d.dtype)) / self.width) ** 2))
 
 
 def _gather_nodes(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from tertiary.nn.attention import attention
+from tertiary.nn.primitives import gaussian
 
 
 class ShiftedSoftplus(nn.Module):
@@ -37,7 +38,7 @@ class GaussianSmearing(nn.Module):
         self.register_buffer("offset", offset, persistent=False)
 
     def forward(self, dist: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.coeff * (dist.unsqueeze(-1) - self.offset).square())
+        return gaussian(self.coeff * (dist.unsqueeze(-1) - self.offset).square())
 
 
 class GroupedLinear(nn.Module):

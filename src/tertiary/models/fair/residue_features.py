@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tertiary.nn.primitives import gaussian
+
 from .graphs import gather_nodes
 
 # Residue order of the type channels: index 0 = masked / unknown, 1..20 = ARNDCQEGHILKMFPSTWYV.
@@ -45,7 +47,7 @@ def _property_table() -> torch.Tensor:
 def _expand(x: torch.Tensor, lo: float, hi: float, stride: float) -> torch.Tensor:
     count = int((hi - lo) / stride)
     mu = torch.linspace(lo, hi, count, device=x.device)
-    return torch.exp(-(((x.unsqueeze(-1) - mu) / stride) ** 2))
+    return gaussian(-(((x.unsqueeze(-1) - mu) / stride) ** 2))
 
 
 class ResiduePropertyEmbedding(nn.Module):
@@ -73,7 +75,7 @@ class ResiduePropertyEmbedding(nn.Module):
 def distance_rbf(d: torch.Tensor) -> torch.Tensor:
     """CA-CA distances ``[*]`` (A) -> ``[*, 16]`` Gaussians on 0..20 A (width 1.25 A)."""
     mu = torch.linspace(0.0, 20.0, RBF_DIM, device=d.device)
-    return torch.exp(-(((d.unsqueeze(-1) - mu) / (20.0 / RBF_DIM)) ** 2))
+    return gaussian(-(((d.unsqueeze(-1) - mu) / (20.0 / RBF_DIM)) ** 2))
 
 
 def positional_encoding(offset: torch.Tensor) -> torch.Tensor:
