@@ -3,7 +3,8 @@
 ``attention`` computes ``softmax(q k^T * scale + sum(biases) [+ mask]) v`` with
 :func:`torch.nn.functional.scaled_dot_product_attention` (fused / memory-efficient kernels where
 the backend has them) and can process the queries in chunks so that peak memory is bounded by
-``chunk_size * N_keys`` per head instead of ``N_queries * N_keys``.
+``chunk_size * N_keys`` per head instead of ``N_queries * N_keys``. ``neighbour_attention`` is the
+sparse case: one query per node over its own ``K`` gathered keys (kNN graphs).
 """
 
 from __future__ import annotations
@@ -96,3 +97,36 @@ def attention_weights(
     if bias is not None:
         logits = logits + bias
     return torch.softmax(logits, dim=-1)
+
+
+def neighbour_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor, scale: float = 1.0,
+    bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Each node's single query attends over its own ``K`` keys (graph attention on kNN edges).
+
+    Elementwise products and sums instead of SDPA: with one query per row SDPA spends its time
+    on layout copies of the ``[*, K, H, C]`` keys. A row without valid keys returns a finite
+    uniform average (callers mask such rows).
+
+    Args:
+        q: ``[*, H, C]`` queries.
+        k: ``[*, K, H, C]`` keys of each node's neighbours.
+        v: ``[*, K, H, C_v]`` values.
+        valid: ``[*, K]`` True for real neighbours.
+        scale: logit scale.
+        bias: additive logits broadcastable to ``[*, K, H]``.
+
+    Returns:
+        ``[*, H, C_v]``.
+    """
+    if valid.dtype != torch.bool:
+        raise InputError(f"neighbour mask must be boolean, got {valid.dtype}")
+    logits = (k * q.unsqueeze(-3)).sum(-1)  # [*, K, H]
+    if scale != 1.0:
+        logits = logits * scale
+    if bias is not None:
+        logits = logits + bias
+    logits = logits.masked_fill(~valid.unsqueeze(-1), torch.finfo(logits.dtype).min)
+    weights = torch.softmax(logits, dim=-2)
+    return (weights.unsqueeze(-1) * v).sum(-3)

@@ -98,3 +98,43 @@ def test_small_model_overfits_three_real_complexes(dataset: Path, tmp_path: Path
     assert model.config.hidden == 32 and path.with_suffix(".json").is_file()
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, trainer.model.state_dict()[k])
+
+
+def _ddp_rank(rank: int, world: int, init_file: str, dataset: str, out_dir: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        task = FairTask({"preset": "tiny", "dropout": 0.0}, {"dataset": dataset, "val_fraction": 0.0}, seed=0)
+        torch.manual_seed(0)
+        model = DistributedDataParallel(task.build_model())
+        batch = task.collate([task.train_pockets[rank]])
+        total, _ = task.loss(model, batch, torch.Generator().manual_seed(rank))
+        total.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.module.parameters()])
+        torch.save(grads, Path(out_dir) / f"grad{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_all_reduces_the_gradients_of_a_training_step(dataset: Path, tmp_path: Path) -> None:
+    """Two gloo ranks, one complex each: both end with the mean of the single-process gradients
+    (the loss must run through the DDP wrapper's forward for the all-reduce to happen)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_rank, args=(2, str(tmp_path / "init"), str(dataset), str(tmp_path)), nprocs=2, join=True)
+    task = FairTask({"preset": "tiny", "dropout": 0.0}, {"dataset": str(dataset), "val_fraction": 0.0}, seed=0)
+    local = []
+    for rank in range(2):
+        torch.manual_seed(0)
+        model = task.build_model()
+        total, _ = task.loss(model, task.collate([task.train_pockets[rank]]), torch.Generator().manual_seed(rank))
+        total.backward()
+        assert all(p.grad is not None for p in model.parameters()), "a parameter gets no gradient: DDP would hang"
+        local.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    assert not torch.allclose(local[0], local[1]), "the two complexes must give different gradients"
+    mean = (local[0] + local[1]) / 2
+    for rank in range(2):
+        torch.testing.assert_close(torch.load(tmp_path / f"grad{rank}.pt"), mean, rtol=1e-4, atol=1e-6)

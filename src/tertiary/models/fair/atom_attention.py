@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from tertiary.nn.attention import attention
+from tertiary.nn.attention import neighbour_attention
 from tertiary.nn.primitives import gaussian
 
 
@@ -84,15 +84,41 @@ class AtomAttentionBlock(nn.Module):
         self.layernorm_attention = nn.LayerNorm(hidden)
         self.layernorm_ffn = nn.LayerNorm(hidden)
 
+    def projection_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's maps rewritten as fewer, larger products (same function).
+
+        * queries, keys and values in one product (the head-wise maps become block-diagonal),
+          with ``weight_k_lin`` folded into the query map: ``q . (A k + b) = (A^T q) . k + q . b``;
+          ``q . b`` (one extra output per head) is the same for all neighbours of a query and
+          cancels in the softmax, but it is kept so that the function, and the parameters
+          taking part in it (DDP needs each one to get a gradient), stay those of the original;
+        * the key and value edge MLPs side by side: first layers stacked, second layers
+          block-diagonal.
+
+        Returns:
+            ``w_qkv [2 * key + hidden + H, C]``, edge ``w1 [dk + dv, E]``, ``b1``, ``w2 [dk + dv, dk + dv]``, ``b2``.
+        """
+        heads = self.num_heads
+        wq = torch.block_diag(*self.q_lin.weight)  # [key, C]
+        dk = wq.shape[0] // heads
+        wq_a = (self.weight_k_lin.weight.T @ wq.view(heads, dk, -1)).reshape(wq.shape)  # A^T per head
+        wq_b = (self.weight_k_lin.bias @ wq.view(heads, dk, -1))  # [H, C]: q . b per head
+        w_qkv = torch.cat([wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b], 0)
+        k_net, v_net = self.weight_k_net, self.weight_v_net
+        w1 = torch.cat([k_net[0].weight, v_net[0].weight], 0)
+        b1 = torch.cat([k_net[0].bias, v_net[0].bias])
+        w2 = torch.block_diag(k_net[2].weight, v_net[2].weight)
+        b2 = torch.cat([k_net[2].bias, v_net[2].bias])
+        return w_qkv, w1, b1, w2, b2
+
     def forward(
         self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, edge_attr: torch.Tensor
     ) -> torch.Tensor:
         """Update node features (memory is linear in N: K neighbours per atom).
 
-        The per-edge key map ``weight_k_lin`` is moved onto the query (``q . (A k + b) =
-        (A^T q) . k + q . b``, and ``q . b`` is constant over the neighbours of a query, so it
-        cancels in the softmax) and the value map ``weight_v_lin`` after the aggregation (the
-        attention weights sum to one): the same function with two per-edge matrix products fewer.
+        The per-edge value map ``weight_v_lin`` runs after the aggregation (the attention weights
+        sum to one); see :meth:`projection_weights` for the other rewrites. Keys and values of
+        all neighbours come from one gather.
 
         Args:
             x: ``[N, C]`` atom features (all complexes of a batch, flat).
@@ -104,12 +130,16 @@ class AtomAttentionBlock(nn.Module):
             ``[N, C]``.
         """
         n, k = neighbours.shape
-        y = self.layernorm_attention(x)
-        q = self.q_lin(y) @ self.weight_k_lin.weight  # [N, H, dk]: (A^T q)
-        keys = self.k_lin(y)[neighbours] * self.weight_k_net(edge_attr).unsqueeze(-2)  # [N, K, H, dk]
-        values = self.v_lin(y)[neighbours] * self.weight_v_net(edge_attr).unsqueeze(-2)  # [N, K, H, dv]
-        out = attention(
-            q.unsqueeze(-2), keys.transpose(1, 2), values.transpose(1, 2), mask=valid[:, None, None, :], scale=1.0
-        )  # [N, H, 1, dv]
-        x = self.weight_v_lin(out.squeeze(-2)).reshape(n, -1) + x
+        heads = self.num_heads
+        w_qkv, w1, b1, w2, b2 = self.projection_weights()
+        key = self.q_lin.weight.shape[0] * self.q_lin.weight.shape[1]
+        qkv = nn.functional.linear(self.layernorm_attention(x), w_qkv)  # [N, 2 key + C + H]
+        q = qkv[:, :key].view(n, heads, -1)
+        kv = qkv[:, key:-heads].index_select(0, neighbours.reshape(-1))  # [N K, key + C]
+        modulation = nn.functional.linear(self.act(nn.functional.linear(edge_attr, w1, b1)), w2, b2)  # [N, K, dk + dv]
+        dk = key // heads
+        keys = kv[:, :key].view(n, k, heads, dk) * modulation[..., None, :dk]
+        values = kv[:, key:].view(n, k, heads, -1) * modulation[..., None, dk:]
+        out = neighbour_attention(q, keys, values, valid, bias=qkv[:, None, -heads:])  # [N, H, dv]
+        x = self.weight_v_lin(out).reshape(n, -1) + x
         return self.out_transform(self.act(self.layernorm_ffn(x))) + x

@@ -3,7 +3,8 @@
 One call of :meth:`FairModel.encode` is one refinement step: it reads the current pocket state
 (coordinates, atom slots, residue types, ligand pose) and returns updated coordinates of the
 designed residues and the ligand plus residue-type logits. The two-stage schedules that chain
-these calls live in :mod:`.generate` (sampling) and :mod:`.loss` (training).
+these calls live in :mod:`.generate` (sampling) and :mod:`.loss` (training); ``forward`` is the
+training loss, so that a ``DistributedDataParallel`` wrapper sees the whole step as one forward.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from tertiary.data.pocket import PocketBatch
 
 from .config import FairConfig
 from .encoder import EncoderOutput, HierarchicalEncoder
@@ -108,3 +111,15 @@ class FairModel(nn.Module):
             chunk_size,
         )
         return out, self.residue_mlp(out.h_res)
+
+    def forward(
+        self, batch: PocketBatch, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Training loss of ``batch`` (:func:`.loss.training_loss`: both stages, all encoder calls).
+
+        Going through ``forward`` matters under ``DistributedDataParallel``: its gradient
+        all-reduce is armed by the wrapper's forward, which a direct :meth:`encode` call bypasses.
+        """
+        from .loss import training_loss  # loss.py builds on this module
+
+        return training_loss(self, batch, generator)

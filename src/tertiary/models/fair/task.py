@@ -172,9 +172,8 @@ class FairTask:
 
     def loss(self, model: nn.Module, batch: PocketBatch, generator: torch.Generator
              ) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
-        net = self._unwrap(model)
-        batch = batch.to(next(net.parameters()).device)
-        return training_loss(net, batch, generator)
+        batch = batch.to(next(model.parameters()).device)
+        return model(batch, generator)  # through the (DDP) wrapper's forward: gradients are all-reduced
 
     def evaluate(self, model: nn.Module, batch: PocketBatch) -> tuple[dict[str, float], int]:
         net = self._unwrap(model)
