@@ -141,3 +141,58 @@ def test_gzipped_pocket(tmp_path: Path, tiny_checkpoint: Path) -> None:
         shutil.copyfileobj(src, dst)
     assert main(["design", "--pocket", str(gz), "--ligand", str(LIGAND), "--checkpoint", str(tiny_checkpoint), "-n", "1",
                  "-o", str(tmp_path / "o")]) == 0
+
+
+def test_design_vina_scores_every_design_and_the_input(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    pytest.importorskip("vina")
+    pytest.importorskip("meeko")
+    import math
+
+    from tertiary.ligand import read_ligand
+    from tertiary.models.fair.vina import pocket_protein, score_only
+    from tertiary.protein import Protein
+
+    out = tmp_path / "out"
+    assert main(["design", "--pocket", str(POCKET), "--ligand", str(LIGAND), "--checkpoint", str(tiny_checkpoint),
+                 "-n", "2", "-o", str(out), "--vina"]) == 0
+    rows = list(csv.DictReader(open(out / "designs.csv")))
+    assert len(rows) == 2
+    summary = json.loads((out / "design.json").read_text())
+    reference = summary["vina_input"]
+    assert reference["score"] < -3.0 and reference["minimized"] <= reference["score"] + 1e-6
+    assert summary["vina_failures"] == []
+    ligand = read_ligand(LIGAND)
+    for k, row in enumerate(rows):
+        assert float(row["vina_input"]) == pytest.approx(reference["score"], abs=1e-3)
+        assert math.isfinite(float(row["vina_score"])) and float(row["vina_minimized"]) <= float(row["vina_score"]) + 1e-3
+        # the column is the score of the written design: its pocket and its refined ligand pose
+        pdb = Protein.from_file(out / f"design_{k}.pdb")
+        lig = pdb.ligands[0].positions
+        assert score_only(pdb, ligand, lig) == pytest.approx(float(row["vina_score"]), abs=0.02)
+    # the reference is the input pose in the input pocket
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from tertiary.data.pocket import load_pocket
+
+        pocket = load_pocket(POCKET, LIGAND)
+    assert score_only(pocket_protein(pocket), ligand) == pytest.approx(reference["score"], abs=1e-3)
+    assert "Vina" in capsys.readouterr().out
+
+
+def test_design_without_vina_has_no_vina_columns(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    out = tmp_path / "out"
+    assert main(["design", "--pocket", str(POCKET), "--ligand", str(LIGAND), "--checkpoint", str(tiny_checkpoint),
+                 "-n", "1", "-o", str(out)]) == 0
+    assert not any(k.startswith("vina") for k in next(csv.DictReader(open(out / "designs.csv"))))
+    assert "vina_input" not in json.loads((out / "design.json").read_text())
+
+
+def test_design_vina_missing_package_exits_2(tmp_path: Path, tiny_checkpoint: Path, monkeypatch, capsys) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vina", None)
+    rc = main(["design", "--pocket", str(POCKET), "--ligand", str(LIGAND), "--checkpoint", str(tiny_checkpoint),
+               "-n", "1", "-o", str(tmp_path / "o"), "--vina"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "tertiary[vina]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "o" / "designs.csv").exists()

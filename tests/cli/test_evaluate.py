@@ -142,3 +142,35 @@ def test_evaluate_held_out_split_of_a_training_config(tmp_path: Path, tiny_check
                  str(tiny_checkpoint), "-o", str(out)]) == 0
     rows = list(csv.DictReader(open(out / "design_eval.csv")))
     assert sorted(r["index"] for r in rows) == sorted(f"c{ids[i]}" for i in val)
+
+
+def test_evaluate_design_vina_reports_failures_and_goes_on(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    """--vina: mean Vina in the table; a ligand meeko cannot type (Se) keeps its design row."""
+    pytest.importorskip("vina")
+    pytest.importorskip("meeko")
+    from rdkit import Chem
+
+    root = tmp_path / "set"
+    files = root / "files" / "T"
+    files.mkdir(parents=True)
+    shutil.copy(EXAMPLES / "7sed_pocket.pdb", files / "p.pdb")
+    shutil.copy(EXAMPLES / "7sed_ligand.sdf", files / "a.sdf")
+    mol = Chem.MolFromMolFile(str(EXAMPLES / "7sed_ligand.sdf"))
+    mol.GetAtomWithIdx(4).SetAtomicNum(34)  # the linker NH -> Se
+    (files / "se.sdf").write_text(Chem.MolToMolBlock(mol) + "$$$$\n")
+    (root / "index.tsv").write_text("index\tshort_id\tpocket_file\tligand_file\n0\tT_a\tT/p.pdb\tT/a.sdf\n"
+                                    "1\tT_se\tT/p.pdb\tT/se.sdf\n")
+    out = tmp_path / "eval"
+    assert main(["evaluate", "design", "--set", str(root), "--checkpoint", str(tiny_checkpoint), "-o", str(out),
+                 "--vina"]) == 0
+    rows = {r["index"]: r for r in csv.DictReader(open(out / "design_eval.csv"))}
+    assert set(rows) == {"0", "1"}
+    assert float(rows["0"]["vina_input"]) < -3.0 and float(rows["0"]["vina_score"]) < 0
+    assert rows["1"]["vina_score"] == rows["1"]["vina_input"] == "" and rows["1"]["aar"] != ""
+    report = json.loads((out / "design_eval.json").read_text())
+    assert report["n_failed"] == 0 and [f["index"] for f in report["vina_failures"]] == ["1"]
+    assert "meeko cannot" in report["vina_failures"][0]["error"]
+    s = report["summary"]["0"]
+    assert s["vina_score"]["n"] == 1 and s["vina_score"]["mean"] == pytest.approx(float(rows["0"]["vina_score"]))
+    captured = capsys.readouterr()
+    assert "Vina" in captured.out and "Vina could not score 1" in captured.err

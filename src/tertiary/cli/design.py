@@ -4,6 +4,11 @@ Writes, for ``-n`` designs sampled in one batch: ``design_<k>.pdb`` (full-atom p
 refined ligand as HETATM), ``designs.fasta`` (designed positions, one record per design),
 ``designs.csv`` (recovery against the input, backbone RMSD, FAIR's RMSD formula) and
 ``design.json`` (settings and per-design metrics).
+
+``--vina`` (``pip install tertiary[vina]``) adds AutoDock Vina scores in kcal/mol
+(:mod:`tertiary.models.fair.vina`): ``vina_score`` of the design's refined ligand pose in its
+designed full-atom pocket as given, ``vina_minimized`` after Vina's local optimisation, and, for
+reference, ``vina_input``: the input ligand pose in the input pocket (same residues).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tertiary.errors import InputError, WeightsError
+from tertiary.errors import InputError, TertiaryError, WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +44,39 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep residues with a heavy atom within this distance of the ligand (A)")
     p.add_argument("--seed", type=int, default=0, help="random seed (side-chain noise, re-masking)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--vina", action="store_true", help="also score the ligand in every designed pocket (and in "
+                   "the input pocket) with AutoDock Vina (kcal/mol; pip install 'tertiary[vina]')")
+
+
+def vina_reference(pocket: object, ligand: object) -> object:
+    """Vina score (with local optimisation) of the input pose in the input pocket (same residues
+    as the designs); raises :class:`TertiaryError` when Vina is missing or the input cannot be scored."""
+    from tertiary.models.fair.vina import pocket_protein, score_complex
+
+    return score_complex(pocket_protein(pocket), ligand, pocket.ligand_positions, minimize=True,
+                         name=f"{pocket.name} (input)")
+
+
+def vina_design_scores(pocket: object, result: object, ligand: object, rows: list[dict[str, object]],
+                       reference: object | None) -> list[str]:
+    """Add ``vina_score`` / ``vina_minimized`` / ``vina_input`` (kcal/mol) to each row; returns
+    one message per design that could not be scored (its columns stay empty)."""
+    from tertiary.models.fair.vina import pocket_protein, score_complex
+
+    errors = []
+    n_lig = len(pocket.ligand_elements)
+    for k, row in enumerate(rows):
+        row.update(vina_score="", vina_minimized="",
+                   vina_input=round(reference.score, 3) if reference is not None else "")
+        try:
+            designed = pocket_protein(pocket, result.aatype[k].numpy(), result.positions[k].numpy(),
+                                      result.atom_names[k].numpy(), name=str(row["design"]))
+            s = score_complex(designed, ligand, result.ligand_positions[k, :n_lig].numpy(), minimize=True)
+        except TertiaryError as exc:
+            errors.append(" ".join(str(exc).split()))
+            continue
+        row.update(vina_score=round(s.score, 3), vina_minimized=round(s.minimized, 3))
+    return errors
 
 
 def load_model(checkpoint: str | None) -> object:
@@ -121,6 +159,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.num_designs < 1:
         raise InputError(f"-n must be at least 1, got {args.num_designs}")
     pocket = load_pocket(args.pocket, args.ligand, pocket_radius=args.pocket_radius, design_radius=args.design_radius)
+    reference = ligand = None
+    if args.vina:  # fail before designing when Vina is missing or the input cannot be scored
+        from tertiary.ligand import read_ligand
+
+        ligand = read_ligand(args.ligand)
+        reference = vina_reference(pocket, ligand)
     model = load_model(args.checkpoint)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -134,6 +178,9 @@ def _run(args: argparse.Namespace) -> int:
         result = generate(model, batch, generator, residue_graph=args.residue_graph)
     elapsed = time.perf_counter() - t0
     rows = design_rows(pocket, result, pocket.name)
+    vina_errors = vina_design_scores(pocket, result, ligand, rows, reference) if args.vina else []
+    for msg in vina_errors:
+        console.print(f"[red]Vina failed:[/] {msg}")
     fasta = []
     for k, row in enumerate(rows):
         design_to_protein(pocket, result, k, row["design"]).to_pdb(out / f"design_{k}.pdb")
@@ -148,9 +195,16 @@ def _run(args: argparse.Namespace) -> int:
         "residue_graph": args.residue_graph, "design_radius": args.design_radius, "seed": args.seed,
         "num_designs": args.num_designs, "seconds": round(elapsed, 3), "designs": rows,
     }
+    if args.vina:
+        summary["vina_input"] = reference.as_dict()
+        summary["vina_failures"] = vina_errors
     (out / "design.json").write_text(json.dumps(summary, indent=1))
     for row in rows:
-        print(f"{row['design']}\t{row['designed_seq']}\tAAR {row['aar']:.3f}\tbackbone RMSD {row['backbone_rmsd']:.2f} A")
+        vina = f"\tVina {row['vina_score']} (minimized {row['vina_minimized']}) kcal/mol" if args.vina else ""
+        print(f"{row['design']}\t{row['designed_seq']}\tAAR {row['aar']:.3f}\tbackbone RMSD {row['backbone_rmsd']:.2f} A"
+              f"{vina}")
+    if args.vina:
+        console.print(f"input pocket and pose: Vina {reference.score:.3f} (minimized {reference.minimized:.3f}) kcal/mol")
     console.print(f"native  {rows[0]['native_seq']}; wrote {len(rows)} design(s) to {out} in {elapsed:.1f} s")
     return 0
 

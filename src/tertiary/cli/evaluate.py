@@ -7,6 +7,9 @@ The set folder holds ``index.tsv``: CrossDocked layout (columns ``index``, ``sho
 pocket is designed once per seed; failures (bad ligand, no residue near the ligand, ...) are
 reported per pocket and the rest go on. Writes ``design_eval.csv`` (one row per pocket and seed)
 and ``design_eval.json`` (settings, summary, failures) and prints a summary table.
+``--vina`` adds AutoDock Vina scores (kcal/mol; ``vina_score``, ``vina_minimized`` of each
+design, ``vina_input`` of the input complex, see ``tertiary design``) and their means to the
+table; a pocket Vina cannot score keeps its design metrics, and is reported.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 
 from tertiary.errors import TertiaryError
 
-from .design import add_model_arguments, design_rows, load_model
+from .design import add_model_arguments, design_rows, load_model, vina_design_scores, vina_reference
 
 
 def read_set(folder: Path, held_out: str | None = None) -> list[dict[str, str]]:
@@ -60,6 +63,13 @@ def summarise(values: list[float]) -> dict[str, float]:
     }
 
 
+def _vina_failed(failures: list[dict[str, str]], progress: object, row: dict[str, str], label: str,
+                 exc: object) -> None:
+    msg = " ".join(str(exc).split())
+    failures.append({"index": row["index"], "pocket": row["pocket_path"], "error": msg})
+    progress.console.print(f"[yellow]Vina failed for pocket {label}:[/] {msg}")
+
+
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -84,6 +94,11 @@ def _run(args: argparse.Namespace) -> int:
     seeds = args.seeds or [args.seed]
     results: list[dict[str, object]] = []
     failures: list[dict[str, str]] = []
+    vina_failures: list[dict[str, str]] = []
+    if args.vina:
+        from tertiary.models.fair.vina import require_vina
+
+        require_vina()
     csv_path = out / "design_eval.csv"
     writer = None
     with open(csv_path, "w", newline="") as fh, Progress(
@@ -97,11 +112,27 @@ def _run(args: argparse.Namespace) -> int:
                 pocket = load_pocket(row["pocket_path"], row["ligand_path"], pocket_radius=args.pocket_radius,
                                      design_radius=args.design_radius, name=row.get("short_id") or row["index"])
                 batch = collate([pocket])
+                reference = ligand = None
+                if args.vina:
+                    try:
+                        from tertiary.ligand import read_ligand
+
+                        ligand = read_ligand(row["ligand_path"])
+                        reference = vina_reference(pocket, ligand)
+                    except TertiaryError as exc:
+                        ligand = None
+                        _vina_failed(vina_failures, progress, row, label, exc)
                 for seed in seeds:
                     t0 = time.process_time()
                     res = generate(model, batch, torch.Generator().manual_seed(seed), residue_graph=args.residue_graph)
-                    record = {"index": row["index"], "seed": seed, **design_rows(pocket, res, pocket.name)[0],
-                              "cpu_s": round(time.process_time() - t0, 3)}
+                    design = design_rows(pocket, res, pocket.name)
+                    cpu_s = round(time.process_time() - t0, 3)
+                    if args.vina:
+                        if ligand is None:
+                            design[0].update(vina_score="", vina_minimized="", vina_input="")
+                        for msg in vina_design_scores(pocket, res, ligand, design, reference) if ligand else []:
+                            _vina_failed(vina_failures, progress, row, f"{label} seed {seed}", msg)
+                    record = {"index": row["index"], "seed": seed, **design[0], "cpu_s": cpu_s}
                     record.pop("design")
                     results.append(record)
                     if writer is None:
@@ -126,25 +157,39 @@ def _run(args: argparse.Namespace) -> int:
             "backbone_rmsd": summarise([float(r["backbone_rmsd"]) for r in sel]),
             "fair_rmsd_formula": summarise([float(r["fair_rmsd_formula"]) for r in sel]),
         }
+        if args.vina:
+            for key in ("vina_score", "vina_minimized", "vina_input"):
+                summary[str(seed)][key] = summarise([float(r[key]) for r in sel if r.get(key, "") != ""])
     report = {
         "set": str(folder), "checkpoint": args.checkpoint, "residue_graph": args.residue_graph,
         "design_radius": args.design_radius, "seeds": seeds, "n_pockets": len(rows), "n_failed": len(failures),
         "summary": summary, "failures": failures,
     }
+    if args.vina:
+        report["vina_failures"] = vina_failures
     (out / "design_eval.json").write_text(json.dumps(report, indent=1))
 
     table = Table(title=f"FAIR design on {folder.name} (residue graph {args.residue_graph})")
-    for col in ("seed", "pockets", "AAR mean (sd)", "AAR median", "AAR pooled", "bb RMSD (A)", "FAIR 'RMSD'"):
+    vina_cols = ("Vina design", "Vina design min.", "Vina input") if args.vina else ()
+    for col in ("seed", "pockets", "AAR mean (sd)", "AAR median", "AAR pooled", "bb RMSD (A)", "FAIR 'RMSD'",
+                *vina_cols):
         table.add_column(col)
     for seed, s in summary.items():
         if not s["aar"]["n"]:
             continue
+        vina = [f"{s[k]['mean']:.2f} (n={s[k]['n']})" if s[k]["n"] else "-"
+                for k in ("vina_score", "vina_minimized", "vina_input")] if args.vina else []
         table.add_row(seed, str(s["aar"]["n"]), f"{s['aar']['mean']:.3f} ({s['aar']['sd']:.3f})",
                       f"{s['aar']['median']:.3f}", f"{s['aar_residue_pooled']:.3f}",
-                      f"{s['backbone_rmsd']['mean']:.2f}", f"{s['fair_rmsd_formula']['mean']:.3f}")
+                      f"{s['backbone_rmsd']['mean']:.2f}", f"{s['fair_rmsd_formula']['mean']:.3f}", *vina)
     Console().print(table)
     if failures:
         console.print(f"{len(failures)} pocket(s) failed: " + "; ".join(f"{f['index']}: {f['error']}" for f in failures))
+    if vina_failures:
+        console.print(f"Vina could not score {len(vina_failures)} pocket/design(s): "
+                      + "; ".join(f"{f['index']}: {f['error']}" for f in vina_failures))
+    if args.vina:
+        console.print("Vina columns: mean kcal/mol (lower is better) over the designs / input complexes scored")
     console.print(f"wrote {csv_path} and {out / 'design_eval.json'}")
     return 0
 
