@@ -138,8 +138,12 @@ class AtomAttentionBlock(nn.Module):
         kv = qkv[:, key:-heads].index_select(0, neighbours.reshape(-1))  # [N K, key + C]
         modulation = nn.functional.linear(self.act(nn.functional.linear(edge_attr, w1, b1)), w2, b2)  # [N, K, dk + dv]
         dk = key // heads
-        keys = kv[:, :key].view(n, k, heads, dk) * modulation[..., None, :dk]
-        values = kv[:, key:].view(n, k, heads, -1) * modulation[..., None, dk:]
+        if not torch.is_grad_enabled() and kv.shape[1] == 2 * key:  # sampling: modulate in place, one pass
+            kv = kv.view(n, k, 2, heads, dk).mul_(modulation.view(n, k, 2, 1, dk))
+            keys, values = kv[:, :, 0], kv[:, :, 1]
+        else:
+            keys = kv[:, :key].view(n, k, heads, dk) * modulation[..., None, :dk]
+            values = kv[:, key:].view(n, k, heads, -1) * modulation[..., None, dk:]
         out = neighbour_attention(q, keys, values, valid, bias=qkv[:, None, -heads:])  # [N, H, dv]
         x = self.weight_v_lin(out).reshape(n, -1) + x
         return self.out_transform(self.act(self.layernorm_ffn(x))) + x
