@@ -13,12 +13,12 @@ options left out are not passed), ``callback(done, total_or_None, name)`` report
 from __future__ import annotations
 
 import argparse
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tertiary.errors import InputError
+from tertiary.plugins import load_object
 
 #: task name -> "module:function" of its dataset builder.
 BUILDERS: dict[str, str] = {
@@ -32,15 +32,7 @@ def resolve_builder(task: str) -> Callable[..., Any]:
     spec = BUILDERS.get(task)
     if spec is None:
         raise InputError(f"data build: unknown task '{task}' (known: {', '.join(sorted(BUILDERS))})")
-    module_name, attr = spec.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"data build: the '{task}' builder cannot be imported ({module_name}: {exc})") from None
-    fn = getattr(module, attr, None)
-    if fn is None:
-        raise InputError(f"data build: the '{task}' builder {spec} is not available ({module_name} has no '{attr}')")
-    return fn
+    return load_object(spec, f"data build: the '{task}' builder", InputError)
 
 
 def _build(args: argparse.Namespace) -> int:

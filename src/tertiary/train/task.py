@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -10,6 +9,7 @@ import torch
 from torch import nn
 
 from tertiary.errors import ConfigError
+from tertiary.plugins import load_object
 
 #: Task names usable in ``task:`` of a training config -> ``module:attribute``.
 #: Any other ``module:attribute`` string is imported as given.
@@ -49,12 +49,4 @@ def resolve_task(name: str) -> type:
     spec = KNOWN_TASKS.get(name, name)
     if ":" not in spec:
         raise ConfigError(f"task: unknown task '{name}' (known: {', '.join(sorted(KNOWN_TASKS))}, or module:Class)")
-    module_name, attr = spec.split(":", 1)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"task: cannot import '{module_name}' for task '{name}': {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise ConfigError(f"task: '{module_name}' has no '{attr}'") from None
+    return load_object(spec, f"task '{name}'", ConfigError)
