@@ -135,15 +135,23 @@ class AtomAttentionBlock(nn.Module):
         key = self.q_lin.weight.shape[0] * self.q_lin.weight.shape[1]
         qkv = nn.functional.linear(self.layernorm_attention(x), w_qkv)  # [N, 2 key + C + H]
         q = qkv[:, :key].view(n, heads, -1)
-        kv = qkv[:, key:-heads].index_select(0, neighbours.reshape(-1))  # [N K, key + C]
-        modulation = nn.functional.linear(self.act(nn.functional.linear(edge_attr, w1, b1)), w2, b2)  # [N, K, dk + dv]
         dk = key // heads
-        if not torch.is_grad_enabled() and kv.shape[1] == 2 * key:  # sampling: modulate in place, one pass
-            kv = kv.view(n, k, 2, heads, dk).mul_(modulation.view(n, k, 2, 1, dk))
-            keys, values = kv[:, :, 0], kv[:, :, 1]
+        flat = neighbours.reshape(-1)
+        if torch.is_grad_enabled():
+            # training: no slices of per-edge tensors (each slice's backward allocates and fills a
+            # full-size gradient); keys and values are gathered and modulated separately
+            keys = qkv[:, key : 2 * key].index_select(0, flat).view(n, k, heads, dk) * self.weight_k_net(edge_attr)[..., None, :]
+            values = qkv[:, 2 * key : -heads].index_select(0, flat).view(n, k, heads, -1) * self.weight_v_net(edge_attr)[..., None, :]
         else:
-            keys = kv[:, :key].view(n, k, heads, dk) * modulation[..., None, :dk]
-            values = kv[:, key:].view(n, k, heads, -1) * modulation[..., None, dk:]
+            # sampling: one gather, fused edge MLPs, in-place modulation
+            modulation = nn.functional.linear(self.act(nn.functional.linear(edge_attr, w1, b1)), w2, b2)
+            kv = qkv[:, key:-heads].index_select(0, flat).view(n, k, -1)
+            if kv.shape[-1] == 2 * key:
+                kv = kv.view(n, k, 2, heads, dk).mul_(modulation.view(n, k, 2, 1, dk))
+                keys, values = kv[:, :, 0], kv[:, :, 1]
+            else:
+                keys = kv[..., :key].view(n, k, heads, dk) * modulation[..., None, :dk]
+                values = kv[..., key:].view(n, k, heads, -1) * modulation[..., None, dk:]
         out = neighbour_attention(q, keys, values, valid, bias=qkv[:, None, -heads:])  # [N, H, dv]
         x = self.weight_v_lin(out).reshape(n, -1) + x
         return self.out_transform(self.act(self.layernorm_ffn(x))) + x
