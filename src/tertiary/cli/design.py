@@ -8,7 +8,8 @@ refined ligand as HETATM), ``designs.fasta`` (designed positions, one record per
 ``--vina`` (``pip install tertiary[vina]``) adds AutoDock Vina scores in kcal/mol
 (:mod:`tertiary.models.fair.vina`): ``vina_score`` of the design's refined ligand pose in its
 designed full-atom pocket as given, ``vina_minimized`` after Vina's local optimisation, and, for
-reference, ``vina_input``: the input ligand pose in the input pocket (same residues).
+reference, ``vina_input`` / ``vina_input_minimized``: the input ligand pose in the input pocket
+(same residues), as given / locally optimised.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", help="FAIR weights: tertiary .safetensors or the official "
                    "pretrained.pt / its safetensors conversion (default: the packaged checkpoint)")
     p.add_argument("--residue-graph", choices=["predicted", "native"], default="predicted",
-                   help="residue graph from the predicted backbone (leak-free, default) or from the TRUE "
-                   "backbone of the designed residues (the released code's behaviour, for comparison)")
+                   help="residue graph from the predicted backbone (leak-free, default; designed residues "
+                   "start interpolated in chain order) or from the TRUE backbone of the designed residues with "
+                   "file-order interpolation (the released code's behaviour, for comparison)")
     p.add_argument("--design-radius", type=float, default=5.0,
                    help="design residues with a heavy atom within this distance of the ligand (A; FAIR 5, "
                    "its successor 3.5)")
@@ -59,7 +61,8 @@ def vina_reference(pocket: object, ligand: object) -> object:
 
 def vina_design_scores(pocket: object, result: object, ligand: object, rows: list[dict[str, object]],
                        reference: object | None) -> list[str]:
-    """Add ``vina_score`` / ``vina_minimized`` / ``vina_input`` (kcal/mol) to each row; returns
+    """Add ``vina_score`` / ``vina_minimized`` / ``vina_input`` / ``vina_input_minimized`` (kcal/mol)
+    to each row; returns
     one message per design that could not be scored (its columns stay empty)."""
     from tertiary.models.fair.vina import pocket_protein, score_complex
 
@@ -67,7 +70,8 @@ def vina_design_scores(pocket: object, result: object, ligand: object, rows: lis
     n_lig = len(pocket.ligand_elements)
     for k, row in enumerate(rows):
         row.update(vina_score="", vina_minimized="",
-                   vina_input=round(reference.score, 3) if reference is not None else "")
+                   vina_input=round(reference.score, 3) if reference is not None else "",
+                   vina_input_minimized=round(reference.minimized, 3) if reference is not None else "")
         try:
             designed = pocket_protein(pocket, result.aatype[k].numpy(), result.positions[k].numpy(),
                                       result.atom_names[k].numpy(), name=str(row["design"]))

@@ -255,6 +255,9 @@ class PocketBatch:
         positions: ``[B, R, 14, 3]``; atom_names: ``[B, R, 14]`` (0 = empty / padding).
         aatype: ``[B, R]`` 1..20 (0 in padding); res_mask / designed: ``[B, R]`` bool;
         res_idx: ``[B, R]`` author residue numbers.
+        chain_order: ``[B, R]`` residue indices sorted by (chain, residue number, insertion code);
+            pocket files need not list residues in chain order (CrossDocked ``pocket10`` files
+            append some at the end). Padding positions keep their own index.
         ligand_positions: ``[B, L, 3]``; ligand_features: ``[B, L, 15]``; lig_mask: ``[B, L]``.
         names: the pockets' names.
     """
@@ -264,6 +267,7 @@ class PocketBatch:
     aatype: torch.Tensor
     res_mask: torch.Tensor
     res_idx: torch.Tensor
+    chain_order: torch.Tensor
     designed: torch.Tensor
     ligand_positions: torch.Tensor
     ligand_features: torch.Tensor
@@ -292,6 +296,7 @@ def collate(pockets: list[Pocket]) -> PocketBatch:
         "aatype": np.zeros((b, r), np.int64),
         "res_mask": np.zeros((b, r), bool),
         "res_idx": np.zeros((b, r), np.int64),
+        "chain_order": np.tile(np.arange(r, dtype=np.int64), (b, 1)),
         "designed": np.zeros((b, r), bool),
         "ligand_positions": np.zeros((b, n_lig, 3), np.float32),
         "ligand_features": np.zeros((b, n_lig, LIGAND_FEATURE_DIM), np.float32),
@@ -304,6 +309,7 @@ def collate(pockets: list[Pocket]) -> PocketBatch:
         out["aatype"][i, :n] = p.aatype
         out["res_mask"][i, :n] = True
         out["res_idx"][i, :n] = p.residue_number
+        out["chain_order"][i, :n] = np.lexsort((p.insertion_code, p.residue_number, p.chain_id))
         out["designed"][i, :n] = p.designed
         out["ligand_positions"][i, :m] = p.ligand_positions
         out["ligand_features"][i, :m] = p.ligand_features

@@ -220,3 +220,41 @@ def test_design_result_metrics_match_the_functions(pocket) -> None:
     torch.testing.assert_close(res.backbone_rmsd, backbone_rmsd(res.positions[:, :, :4], batch.positions[:, :, :4], edit))
     torch.testing.assert_close(res.fair_rmsd, fair_rmsd_formula(res.positions[:, :, :4], batch.positions[:, :, :4], edit))
     assert 0.0 <= float(res.aar[0]) <= 1.0 and float(res.backbone_rmsd[0]) > 0
+
+
+def _shuffled(pocket, perm: np.ndarray):
+    """The same pocket with its residues listed in another file order."""
+    fields = {k: (v[perm] if isinstance(v, np.ndarray) and v.shape[:1] == (pocket.num_residues,) else v)
+              for k, v in vars(pocket).items()}
+    return type(pocket)(**fields)
+
+
+def test_chain_order_interpolation_does_not_depend_on_file_order(pocket) -> None:
+    """A pocket file listing residues out of chain order (CrossDocked pocket10 files append some at
+    the end) starts from the same backbone in the default mode; file order (native) does not."""
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(pocket.num_residues)
+    ordered, shuffled = collate([pocket]), collate([_shuffled(pocket, perm)])
+    assert not torch.equal(shuffled.chain_order[0], torch.arange(pocket.num_residues))
+    starts = {}
+    for graph in ("predicted", "native"):
+        model = tiny(outer_iterations=1, refine_steps=1, interpolate_steps=1)
+        a = generate(model, ordered, torch.Generator().manual_seed(0), residue_graph=graph).initial_backbone
+        b = generate(model, shuffled, torch.Generator().manual_seed(0), residue_graph=graph).initial_backbone
+        starts[graph] = (a[0, torch.from_numpy(perm)], b[0])
+    torch.testing.assert_close(*starts["predicted"])
+    assert not torch.allclose(*starts["native"], atol=0.1), "file order must change the native start"
+    # the example file is already in chain order: both modes start alike there
+    model = tiny(outer_iterations=1, refine_steps=1, interpolate_steps=1)
+    torch.testing.assert_close(
+        generate(model, ordered, torch.Generator().manual_seed(0)).initial_backbone,
+        generate(model, ordered, torch.Generator().manual_seed(0), residue_graph="native").initial_backbone)
+
+
+def test_chain_order_sorts_by_chain_number_and_insertion_code(pocket) -> None:
+    reversed_pocket = _shuffled(pocket, np.arange(pocket.num_residues)[::-1].copy())
+    batch = collate([reversed_pocket, pocket])
+    n = pocket.num_residues
+    keys = list(zip(reversed_pocket.chain_id, reversed_pocket.residue_number, reversed_pocket.insertion_code))
+    assert [keys[i] for i in batch.chain_order[0, :n].tolist()] == sorted(keys)
+    assert batch.chain_order[1, :n].tolist() == list(range(n))  # the example file is in chain order

@@ -13,6 +13,7 @@ from typing import Any
 from tertiary.errors import ConfigError
 
 RESIDUE_GRAPHS = ("predicted", "native")
+INTERPOLATION_ORDERS = ("chain", "file")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class FairConfig:
         residue_graph: ``"predicted"`` builds the residue graph from the current (predicted)
             backbone (leak-free, default); ``"native"`` from the TRUE backbone of every residue,
             designed ones included, as the released code does.
+        interpolation_order: the order in which designed residues are interpolated between
+            context residues: ``"chain"`` (sorted by chain and residue number, default) or
+            ``"file"`` (pocket-file order, as the released code does; wrong where a file lists
+            residues out of chain order, as CrossDocked pocket files do). The ``native``
+            sampling / training switch (``generate(..., residue_graph="native")``) implies ``"file"``.
     """
 
     hidden: int = 128
@@ -55,10 +61,15 @@ class FairConfig:
     outer_iterations: int = 9
     refine_steps: int = 5
     residue_graph: str = "predicted"
+    interpolation_order: str = "chain"
 
     def __post_init__(self) -> None:
         if self.residue_graph not in RESIDUE_GRAPHS:
             raise ConfigError(f"residue_graph must be one of {RESIDUE_GRAPHS}, got {self.residue_graph!r}")
+        if self.interpolation_order not in INTERPOLATION_ORDERS:
+            raise ConfigError(
+                f"interpolation_order must be one of {INTERPOLATION_ORDERS}, got {self.interpolation_order!r}"
+            )
         if self.hidden % self.num_heads or self.key_channels % self.num_heads:
             raise ConfigError(
                 f"hidden ({self.hidden}) and key_channels ({self.key_channels}) must be divisible by "
@@ -74,7 +85,7 @@ class FairConfig:
         graph), ``tiny`` (for tests)."""
         presets = {
             "fair": FairConfig(),
-            "fair_native": FairConfig(residue_graph="native"),
+            "fair_native": FairConfig(residue_graph="native", interpolation_order="file"),
             "tiny": FairConfig(hidden=32, edge_channels=16, key_channels=32, num_heads=4, num_atom_blocks=2,
                                atom_knn=8, residue_knn=4, num_residue_layers=1, outer_iterations=2, refine_steps=2,
                                interpolate_steps=2),

@@ -13,7 +13,9 @@
 Randomness comes only from ``generator`` (side-chain noise, re-masking draws), in the same order
 as the released code, so with the same RNG stream ``residue_graph="native"`` reproduces it.
 The residue graph uses the current predicted backbone unless the config says ``"native"`` (the
-released code's TRUE backbone of every residue, designed ones included).
+released code's TRUE backbone of every residue, designed ones included); ``native`` also
+interpolates in pocket-file order as the released code does, the default in chain order
+(``FairConfig.interpolation_order``).
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def generate(
         batch: pockets; ``designed`` marks the residues to design, their input types and
             coordinates are used only for the metrics (and, in ``native`` mode, for the graph).
         generator: RNG for side-chain noise and re-masking (None = torch's global RNG).
-        residue_graph: ``"predicted"`` / ``"native"``; None = ``model.config.residue_graph``.
+        residue_graph: ``"predicted"`` / ``"native"`` (the released code's behaviour: TRUE-backbone
+            graph, file-order interpolation); None = ``model.config.residue_graph``.
         chunk_size: atom kNN chunking (memory bound).
 
     Raises:
@@ -120,7 +123,8 @@ def generate(
     slot = torch.arange(NUM_SLOTS, device=true_pos.device)
     base_mask = batch.atom_mask
 
-    init_bb = interpolate_backbone(true_bb, edit, res_mask, batch.names, keep_true_if_few_context=native)
+    order = None if native or cfg.interpolation_order == "file" else batch.chain_order
+    init_bb = interpolate_backbone(true_bb, edit, res_mask, batch.names, keep_true_if_few_context=native, order=order)
     positions = torch.cat([init_bb, true_pos[:, :, 4:]], 2)
     ligand = batch.ligand_positions.clone()
     b, r = edit.shape

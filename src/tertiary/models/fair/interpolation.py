@@ -1,9 +1,10 @@
 """Initial backbone of designed residues: interpolation between context residues.
 
-Residues are taken in pocket-file order (chains concatenated, numbering gaps ignored). A designed
-residue between two context (non-designed) residues gets the index-weighted linear interpolation
-of their N, CA, C, O; one before the first (after the last) context residue is extrapolated
-linearly from the first (last) two context residues.
+Residues are taken in pocket-file order (the released code) or in a given order, normally
+chain order (chains concatenated, numbering gaps ignored). A designed residue between two context
+(non-designed) residues gets the index-weighted linear interpolation of their N, CA, C, O; one
+before the first (after the last) context residue is extrapolated linearly from the first (last)
+two context residues.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ MIN_CONTEXT = 3
 
 def interpolate_backbone(
     backbone: torch.Tensor, edit: torch.Tensor, res_mask: torch.Tensor, names: list[str] | None = None,
-    keep_true_if_few_context: bool = False,
+    keep_true_if_few_context: bool = False, order: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Interpolated backbone for the designed residues.
 
@@ -39,7 +40,8 @@ def interpolate_backbone(
     out = backbone.clone()
     for b in range(backbone.shape[0]):
         n = int(res_mask[b].sum())
-        designed = edit[b, :n]
+        perm = torch.arange(n, device=edit.device) if order is None else order[b, :n]
+        designed = edit[b, perm]
         ctx = torch.nonzero(~designed).flatten()
         if len(ctx) < MIN_CONTEXT:
             if keep_true_if_few_context:
@@ -52,7 +54,7 @@ def interpolate_backbone(
         k = torch.nonzero(designed).flatten()
         if len(k) == 0:
             continue
-        bp = backbone[b]
+        bp = backbone[b, perm]
         f0, f1, e0, e1 = ctx[0], ctx[1], ctx[-2], ctx[-1]
         # nearest context residue before / after each designed residue
         pos = torch.searchsorted(ctx, k)
@@ -65,5 +67,5 @@ def interpolate_backbone(
         front = bp[f0] + before[:, None, None] * (bp[f0] - bp[f1])
         back = bp[e1] + after[:, None, None] * (bp[e1] - bp[e0])
         value = torch.where((k < f0)[:, None, None], front, torch.where((k > e1)[:, None, None], back, inner))
-        out[b, k] = value
+        out[b, perm[k]] = value
     return out

@@ -14,7 +14,7 @@ With ``ratio = (T - t) / T`` for step ``t = 0 .. T-1`` (1.0, 0.8, ... 0.2 for T 
   residue.
 
 The residue graph uses the current (noised) backbone unless the config says ``"native"``
-(TRUE backbone, as the released code).
+(TRUE backbone and file-order interpolation, as the released code).
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ def training_loss(
 
     coord = true_pos.new_zeros(())
     type_loss = true_pos.new_zeros(())
-    interp = interpolate_backbone(true_pos[:, :, :4], edit, res_mask, batch.names, keep_true_if_few_context=native)
+    order = None if native or cfg.interpolation_order == "file" else batch.chain_order
+    interp = interpolate_backbone(true_pos[:, :, :4], edit, res_mask, batch.names, keep_true_if_few_context=native,
+                                  order=order)
     bb_mask = batch.atom_mask & (~edit.unsqueeze(-1) | (slot < 4))
     edit_bb_atoms = bb_mask & edit.unsqueeze(-1)
     logits = torch.full((b, r, 20), 1.0 / 20, dtype=true_pos.dtype, device=true_pos.device)
