@@ -159,12 +159,13 @@ def test_design_vina_scores_every_design_and_the_input(tmp_path: Path, tiny_chec
     assert len(rows) == 2
     summary = json.loads((out / "design.json").read_text())
     reference = summary["vina_input"]
-    assert reference["score"] < -3.0 and reference["minimized"] <= reference["score"] + 1e-6
+    assert reference["score"] < -3.0 and reference["minimized"] < reference["score"]
     assert summary["vina_failures"] == []
     ligand = read_ligand(LIGAND)
     for k, row in enumerate(rows):
         assert float(row["vina_input"]) == pytest.approx(reference["score"], abs=1e-3)
-        assert math.isfinite(float(row["vina_score"])) and float(row["vina_minimized"]) <= float(row["vina_score"]) + 1e-3
+        assert float(row["vina_input_minimized"]) == pytest.approx(reference["minimized"], abs=1e-3)
+        assert math.isfinite(float(row["vina_score"])) and math.isfinite(float(row["vina_minimized"]))
         # the column is the score of the written design: its pocket and its refined ligand pose
         pdb = Protein.from_file(out / f"design_{k}.pdb")
         lig = pdb.ligands[0].positions

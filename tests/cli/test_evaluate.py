@@ -166,11 +166,15 @@ def test_evaluate_design_vina_reports_failures_and_goes_on(tmp_path: Path, tiny_
     rows = {r["index"]: r for r in csv.DictReader(open(out / "design_eval.csv"))}
     assert set(rows) == {"0", "1"}
     assert float(rows["0"]["vina_input"]) < -3.0 and float(rows["0"]["vina_score"]) < 0
-    assert rows["1"]["vina_score"] == rows["1"]["vina_input"] == "" and rows["1"]["aar"] != ""
+    assert float(rows["0"]["vina_input_minimized"]) < float(rows["0"]["vina_input"])
+    assert rows["1"]["vina_score"] == rows["1"]["vina_input"] == rows["1"]["vina_input_minimized"] == ""
+    assert rows["1"]["aar"] != ""
     report = json.loads((out / "design_eval.json").read_text())
     assert report["n_failed"] == 0 and [f["index"] for f in report["vina_failures"]] == ["1"]
     assert "meeko cannot" in report["vina_failures"][0]["error"]
     s = report["summary"]["0"]
     assert s["vina_score"]["n"] == 1 and s["vina_score"]["mean"] == pytest.approx(float(rows["0"]["vina_score"]))
+    below = float(rows["0"]["vina_minimized"]) < float(rows["0"]["vina_input_minimized"])
+    assert s["vina_minimized_below_input"] == int(below)
     captured = capsys.readouterr()
     assert "Vina" in captured.out and "Vina could not score 1" in captured.err

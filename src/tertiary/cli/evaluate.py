@@ -8,7 +8,8 @@ pocket is designed once per seed; failures (bad ligand, no residue near the liga
 reported per pocket and the rest go on. Writes ``design_eval.csv`` (one row per pocket and seed)
 and ``design_eval.json`` (settings, summary, failures) and prints a summary table.
 ``--vina`` adds AutoDock Vina scores (kcal/mol; ``vina_score``, ``vina_minimized`` of each
-design, ``vina_input`` of the input complex, see ``tertiary design``) and their means to the
+design, ``vina_input``, ``vina_input_minimized`` of the input complex, see ``tertiary design``)
+and their means to the
 table; a pocket Vina cannot score keeps its design metrics, and is reported.
 """
 
@@ -129,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
                     cpu_s = round(time.process_time() - t0, 3)
                     if args.vina:
                         if ligand is None:
-                            design[0].update(vina_score="", vina_minimized="", vina_input="")
+                            design[0].update(vina_score="", vina_minimized="", vina_input="", vina_input_minimized="")
                         for msg in vina_design_scores(pocket, res, ligand, design, reference) if ligand else []:
                             _vina_failed(vina_failures, progress, row, f"{label} seed {seed}", msg)
                     record = {"index": row["index"], "seed": seed, **design[0], "cpu_s": cpu_s}
@@ -158,8 +159,11 @@ def _run(args: argparse.Namespace) -> int:
             "fair_rmsd_formula": summarise([float(r["fair_rmsd_formula"]) for r in sel]),
         }
         if args.vina:
-            for key in ("vina_score", "vina_minimized", "vina_input"):
+            for key in ("vina_score", "vina_minimized", "vina_input", "vina_input_minimized"):
                 summary[str(seed)][key] = summarise([float(r[key]) for r in sel if r.get(key, "") != ""])
+            both = [r for r in sel if r.get("vina_minimized", "") != "" and r.get("vina_input_minimized", "") != ""]
+            summary[str(seed)]["vina_minimized_below_input"] = sum(
+                float(r["vina_minimized"]) < float(r["vina_input_minimized"]) for r in both)
     report = {
         "set": str(folder), "checkpoint": args.checkpoint, "residue_graph": args.residue_graph,
         "design_radius": args.design_radius, "seeds": seeds, "n_pockets": len(rows), "n_failed": len(failures),
@@ -170,26 +174,31 @@ def _run(args: argparse.Namespace) -> int:
     (out / "design_eval.json").write_text(json.dumps(report, indent=1))
 
     table = Table(title=f"FAIR design on {folder.name} (residue graph {args.residue_graph})")
-    vina_cols = ("Vina design", "Vina design min.", "Vina input") if args.vina else ()
-    for col in ("seed", "pockets", "AAR mean (sd)", "AAR median", "AAR pooled", "bb RMSD (A)", "FAIR 'RMSD'",
-                *vina_cols):
+    for col in ("seed", "pockets", "AAR mean (sd)", "AAR median", "AAR pooled", "bb RMSD (A)", "FAIR 'RMSD'"):
         table.add_column(col)
     for seed, s in summary.items():
         if not s["aar"]["n"]:
             continue
-        vina = [f"{s[k]['mean']:.2f} (n={s[k]['n']})" if s[k]["n"] else "-"
-                for k in ("vina_score", "vina_minimized", "vina_input")] if args.vina else []
         table.add_row(seed, str(s["aar"]["n"]), f"{s['aar']['mean']:.3f} ({s['aar']['sd']:.3f})",
                       f"{s['aar']['median']:.3f}", f"{s['aar_residue_pooled']:.3f}",
-                      f"{s['backbone_rmsd']['mean']:.2f}", f"{s['fair_rmsd_formula']['mean']:.3f}", *vina)
+                      f"{s['backbone_rmsd']['mean']:.2f}", f"{s['fair_rmsd_formula']['mean']:.3f}")
     Console().print(table)
+    if args.vina:
+        vina = Table(title="AutoDock Vina, kcal/mol, mean over pockets (lower is better)")
+        for col in ("seed", "scored", "design", "design min.", "input", "input min.", "design min. < input min."):
+            vina.add_column(col)
+        for seed, s in summary.items():
+            if s["aar"]["n"]:
+                vina.add_row(seed, str(s["vina_score"]["n"]), *(
+                    f"{s[k]['mean']:.2f}" if s[k]["n"] else "-"
+                    for k in ("vina_score", "vina_minimized", "vina_input", "vina_input_minimized")),
+                    str(s["vina_minimized_below_input"]))
+        Console().print(vina)
     if failures:
         console.print(f"{len(failures)} pocket(s) failed: " + "; ".join(f"{f['index']}: {f['error']}" for f in failures))
     if vina_failures:
         console.print(f"Vina could not score {len(vina_failures)} pocket/design(s): "
                       + "; ".join(f"{f['index']}: {f['error']}" for f in vina_failures))
-    if args.vina:
-        console.print("Vina columns: mean kcal/mol (lower is better) over the designs / input complexes scored")
     console.print(f"wrote {csv_path} and {out / 'design_eval.json'}")
     return 0
 

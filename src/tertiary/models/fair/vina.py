@@ -33,10 +33,14 @@ count: a grid point feels every receptor atom within Vina's 8 A cutoff. A 10 A p
 the ligand) therefore scores the same as the whole protein for the pose it was cut around.
 
 Scores (kcal/mol): ``score`` is Vina's estimated binding free energy of the pose as given
-(``score_only``: intermolecular energy divided by ``1 + 0.0585 * N_rot``), ``intermolecular``
-the ligand-receptor term, ``minimized`` the same estimate after Vina's local BFGS optimisation
-of the ligand (position, orientation, torsions; the receptor is rigid), ``minimized_shift`` the
-heavy-atom RMSD (A) between the given and the optimised pose.
+(``score_only``: the ligand's intramolecular energy counts as its unbound energy and cancels,
+leaving the intermolecular energy divided by ``1 + 0.0585 * N_rot``), ``intermolecular`` and
+``intramolecular`` its two terms. ``minimized`` is the same estimate after Vina's local BFGS
+optimisation of the ligand (position, orientation, torsions; the receptor is rigid), with its
+terms ``minimized_intermolecular`` / ``minimized_intramolecular``, and ``minimized_shift`` is the
+heavy-atom RMSD (A) between the given and the optimised pose. The optimiser lowers
+intermolecular + intramolecular energy, so ``minimized`` is usually, not always, below ``score``
+(a strained pose can trade intermolecular energy for internal energy).
 """
 
 from __future__ import annotations
@@ -76,7 +80,10 @@ class VinaScore:
     name: str
     score: float
     intermolecular: float
+    intramolecular: float
     minimized: float | None
+    minimized_intermolecular: float | None
+    minimized_intramolecular: float | None
     minimized_shift: float | None
     n_receptor_atoms: int
     box_center: tuple[float, float, float]
@@ -176,11 +183,11 @@ def ligand_pdbqt(ligand: object, positions: np.ndarray | None = None, name: str 
     if not np.isfinite(pose).all():
         raise InputError(f"{name}: non-finite ligand coordinates")
     try:
-        mol = Chem.RWMol(ligand.mol)
-        for i in sorted((a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 1), reverse=True):
-            mol.RemoveAtom(i)
-        mol = mol.GetMol()
-        Chem.SanitizeMol(mol)
+        # RemoveAllHs moves the hydrogens onto their heavy atoms' H counts ([nH] stays [nH]) and
+        # keeps the heavy-atom order
+        mol = Chem.RemoveAllHs(ligand.mol, sanitize=True)
+        if mol.GetNumAtoms() != len(heavy):
+            raise ValueError(f"{mol.GetNumAtoms()} atoms left after removing hydrogens, expected {len(heavy)}")
         conf = mol.GetConformer()
         for i, (x, y, z) in enumerate(pose.tolist()):
             conf.SetAtomPosition(i, Point3D(x, y, z))
@@ -251,10 +258,10 @@ def score_complex(
         v.set_ligand_from_string(lig_text)
         v.compute_vina_maps(center=center, box_size=size)
         energies = v.score()
-        minimized = shift = None
+        opt = None
+        shift = None
         if minimize:
-            opt = v.optimize()
-            minimized = float(opt[0])
+            opt = [float(e) for e in v.optimize()]
             before = _heavy_coordinates(lig_text)
             after = _heavy_coordinates(_vina_pose(v))
             shift = float(np.sqrt(((before - after) ** 2).sum(-1).mean())) if after.shape == before.shape else None
@@ -262,7 +269,9 @@ def score_complex(
         raise InputError(f"{name}: Vina failed ({' '.join(str(exc).split())})") from exc
     finally:
         os.unlink(path)
-    return VinaScore(name=name, score=float(energies[0]), intermolecular=float(energies[1]), minimized=minimized,
+    return VinaScore(name=name, score=float(energies[0]), intermolecular=float(energies[1]),
+                     intramolecular=float(energies[5]), minimized=opt[0] if opt else None,
+                     minimized_intermolecular=opt[1] if opt else None, minimized_intramolecular=opt[5] if opt else None,
                      minimized_shift=shift, n_receptor_atoms=receptor.count("\n"),
                      box_center=tuple(round(c, 3) for c in center), box_size=tuple(round(s, 3) for s in size))
 
