@@ -144,6 +144,11 @@ def test_bad_input_errors(complex_7sed, tmp_path: Path) -> None:
     empty = protein.take(np.flatnonzero(protein.aatype > 20))
     with pytest.raises(InputError, match="empty_pocket: the pocket has no standard amino-acid residue"):
         V.score_only(empty, ligand, name="empty_pocket")
+    broken = dataclasses.replace(protein, atom_positions=protein.atom_positions.copy())
+    broken.atom_positions[3, 1] = np.nan
+    label = f"{protein.chain_id[3]}:{protein.residue_index[3]}"
+    with pytest.raises(InputError, match=f"non-finite coordinates for atom CA of residue {label}"):
+        V.score_only(broken, ligand)
     with pytest.raises(InputError, match="pose has shape"):
         V.score_only(protein, ligand, _heavy(ligand)[:-1])
     with pytest.raises(InputError, match="non-finite"):

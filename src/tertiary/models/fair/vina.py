@@ -144,6 +144,10 @@ def receptor_pdbqt(protein: object, name: str = "") -> str:
             atom = rc.ATOM_TYPES[a]
             atoms.append((int(r), atom, _ad_type(resname, atom), protein.atom_positions[r, a]))
     xyz = np.stack([a[3] for a in atoms]).astype(np.float64)
+    if not np.isfinite(xyz).all():
+        bad = atoms[int(np.flatnonzero(~np.isfinite(xyz).all(1))[0])]
+        raise InputError(f"{name}: non-finite coordinates for atom {bad[1]} of residue "
+                         f"{protein.chain_id[bad[0]]}:{protein.residue_index[bad[0]]}")
     lines = []
     serial = 0
     for i, (r, atom, ad_type, pos) in enumerate(atoms):
