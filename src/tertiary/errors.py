@@ -36,5 +36,9 @@ class TrainingError(TertiaryError):
     """Training cannot go on (e.g. too many non-finite losses in a row)."""
 
 
+class MissingDependencyError(TertiaryError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
 class ResourceError(TertiaryError):
     """The requested work would not fit the available memory / disk / device."""

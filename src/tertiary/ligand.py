@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tertiary.errors import ParseError
+from tertiary.errors import MissingDependencyError, ParseError
 
 try:  # RDKit is the optional [ligand] extra.
     from rdkit import Chem, rdBase
@@ -94,7 +94,7 @@ class Ligand:
 
 def _require_rdkit() -> None:
     if Chem is None:
-        raise ParseError("reading ligands needs RDKit: pip install 'tertiary[ligand]'")
+        raise MissingDependencyError("reading ligands needs RDKit: pip install 'tertiary[ligand]'")
 
 
 def _read_text(path: Path) -> str:

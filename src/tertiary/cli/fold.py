@@ -19,7 +19,7 @@ import torch
 from rich.markup import escape
 
 import tertiary
-from tertiary.errors import ConfigError, InputError, ResourceError, TertiaryError, WeightsError
+from tertiary.errors import ConfigError, InputError, MissingDependencyError, ResourceError, TertiaryError, WeightsError
 
 logger = logging.getLogger(__name__)
 
@@ -437,7 +437,7 @@ def _check_relax_available() -> None:
         import openmm  # noqa: F401
         import pdbfixer  # noqa: F401
     except ImportError as exc:
-        raise ConfigError(
+        raise MissingDependencyError(
             f"--relax needs OpenMM and PDBFixer ({exc.name} is not installed): pip install 'tertiary[relax]'"
         ) from exc
 

@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tertiary.errors import ConfigError, ParseError, TertiaryError
+from tertiary.errors import ConfigError, MissingDependencyError, ParseError, TertiaryError
 from tertiary.sequence import FastaRecord, alignment_to_a3m, format_a3m, parse_a3m, read_fasta
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import pyhmmer  # noqa: F401
     except ImportError as exc:
-        raise ConfigError("tertiary msa needs pyhmmer: pip install 'tertiary[msa]'") from exc
+        raise MissingDependencyError("tertiary msa needs pyhmmer: pip install 'tertiary[msa]'") from exc
     if args.iterations < 1 or args.max_seqs < 0 or args.evalue <= 0 or args.cpus < 0:
         raise ConfigError("--iterations must be >= 1, --max-seqs >= 0, --evalue > 0, --cpus >= 0")
     bad_records: list[ParseError] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tertiary.errors import ConfigError
+from tertiary.errors import ConfigError, MissingDependencyError
 from tertiary.train.metrics_log import read_metrics
 
 _SKIP = {"it_per_s", "lr", "grad_norm"}
@@ -19,7 +19,7 @@ def plot_run(run_dir: Path, out: Path) -> Path:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("plot-log needs matplotlib: pip install 'tertiary[plots]'") from None
+        raise MissingDependencyError("plot-log needs matplotlib: pip install 'tertiary[plots]'") from None
     data = read_metrics(run_dir)
     names = sorted({m for split in data.values() for m in split if m not in _SKIP})
     if not names:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tertiary.errors import DataError, InputError, ParseError, ResourceError
+from tertiary.errors import DataError, InputError, MissingDependencyError, ParseError
 
 log = logging.getLogger(__name__)
 
@@ -453,7 +453,7 @@ def dssp_states(
     try:
         import mdtraj
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ResourceError(
+        raise MissingDependencyError(
             "secondary-structure labels need MDTraj's DSSP: pip install 'tertiary[function]'"
         ) from exc
 

@@ -29,7 +29,7 @@ import torch
 
 from tertiary import constants as rc
 from tertiary.errors import ConfigError, InputError
-from tertiary.sequence import GAP_ID, MSA, sequence_to_aatype
+from tertiary.sequence import MSA, sequence_to_aatype
 
 __all__ = [
     "MSAFeatureConfig",

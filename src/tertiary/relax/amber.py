@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from tertiary import constants as rc
-from tertiary.errors import ConfigError, InputError, TertiaryError
+from tertiary.errors import ConfigError, InputError, MissingDependencyError, TertiaryError
 from tertiary.protein import Protein
 
 logger = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _require_openmm() -> tuple[Any, Any, Any, Any]:
         from openmm import app, unit
         from pdbfixer import PDBFixer
     except ImportError as exc:
-        raise ConfigError(
+        raise MissingDependencyError(
             f"Amber relaxation needs OpenMM and PDBFixer ({exc.name} is not installed): "
             "pip install 'tertiary[relax]'"
         ) from exc
@@ -257,7 +257,7 @@ def relax_protein(protein: Protein, config: RelaxConfig | None = None) -> RelaxR
     """Restrained Amber minimisation of ``protein`` (see the module docstring).
 
     Raises:
-        ConfigError: OpenMM / PDBFixer missing, or a bad setting.
+        MissingDependencyError: OpenMM / PDBFixer missing. ConfigError: a bad setting.
         InputError: the structure has no residues, or is not a protein OpenMM can parametrise.
         TertiaryError: every minimisation attempt failed.
     """

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from tertiary.errors import ConfigError, TertiaryError
+from tertiary.errors import ConfigError, MissingDependencyError, TertiaryError
 from tertiary.train.config import from_dict, set_dotted
 from tertiary.train.options import TrainConfig
 
@@ -86,7 +86,7 @@ def run_search(raw_config: dict[str, Any], n_trials: int, out_dir: Path, seed: i
     try:
         import optuna
     except ImportError:
-        raise ConfigError("tertiary tune needs Optuna: pip install 'tertiary[hpo]'") from None
+        raise MissingDependencyError("tertiary tune needs Optuna: pip install 'tertiary[hpo]'") from None
     from tertiary.train.engine import Callbacks, Trainer
 
     if "tune" not in raw_config:

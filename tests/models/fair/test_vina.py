@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("vina")
 pytest.importorskip("meeko")
 
-from tertiary.errors import InputError, ResourceError, TertiaryError  # noqa: E402
+from tertiary.errors import InputError, MissingDependencyError, TertiaryError  # noqa: E402
 from tertiary.ligand import read_ligand  # noqa: E402
 from tertiary.models.fair import vina as V  # noqa: E402
 from tertiary.protein import Protein  # noqa: E402
@@ -165,7 +165,7 @@ def test_bad_input_errors(complex_7sed, tmp_path: Path) -> None:
 def test_missing_packages_name_the_extra(complex_7sed, monkeypatch) -> None:
     protein, ligand = complex_7sed
     monkeypatch.setitem(sys.modules, "vina", None)
-    with pytest.raises(ResourceError, match=r"pip install 'tertiary\[vina\]'") as info:
+    with pytest.raises(MissingDependencyError, match=r"pip install 'tertiary\[vina\]'") as info:
         V.score_only(protein, ligand)
     assert isinstance(info.value, TertiaryError)
 

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tertiary import constants as rc
-from tertiary.errors import InputError, ResourceError
+from tertiary.errors import InputError, MissingDependencyError
 
 #: Default padding (A) added around the ligand's bounding box on every side.
 DEFAULT_PADDING = 4.0
@@ -94,12 +94,12 @@ class VinaScore:
 
 
 def require_vina() -> tuple[object, object]:
-    """Import ``vina`` and ``meeko``; :class:`ResourceError` naming the extra if missing."""
+    """Import ``vina`` and ``meeko``; :class:`MissingDependencyError` naming the extra if missing."""
     try:
         import meeko
         import vina
     except ImportError as exc:
-        raise ResourceError(
+        raise MissingDependencyError(
             f"Vina scoring needs the 'vina' and 'meeko' packages ({exc.name} is not installed): "
             "pip install 'tertiary[vina]'"
         ) from exc

@@ -145,7 +145,7 @@ class InvariantPointAttention(nn.Module):
 
     def _outputs(self, a: torch.Tensor, v_cat: torch.Tensor, pair: torch.Tensor, frames: Rigid) -> torch.Tensor:
         """Concatenated per-query outputs ``[*, n_q, H * (C + 4 Pv + c_z)]`` from weights ``a [*, H, n_q, N]``."""
-        h, c, p_v = self.no_heads, self.c_hidden, self.no_v_points
+        c, p_v = self.c_hidden, self.no_v_points
         o_cat = torch.matmul(a, v_cat.to(a.dtype)).transpose(-2, -3)  # [*, n_q, H, C + 3 Pv]
         o = o_cat[..., :c]
         o_pt = frames.invert_apply(o_cat[..., c:].unflatten(-1, (p_v, 3)))  # local frame [*, n_q, H, Pv, 3]
