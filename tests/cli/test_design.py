@@ -149,7 +149,8 @@ def test_design_vina_scores_every_design_and_the_input(tmp_path: Path, tiny_chec
     import math
 
     from tertiary.ligand import read_ligand
-    from tertiary.models.fair.vina import pocket_protein, score_only
+    from tertiary.data.pocket import pocket_to_protein
+    from tertiary.models.fair.vina import score_only
     from tertiary.protein import Protein
 
     out = tmp_path / "out"
@@ -176,7 +177,7 @@ def test_design_vina_scores_every_design_and_the_input(tmp_path: Path, tiny_chec
         from tertiary.data.pocket import load_pocket
 
         pocket = load_pocket(POCKET, LIGAND)
-    assert score_only(pocket_protein(pocket), ligand) == pytest.approx(reference["score"], abs=1e-3)
+    assert score_only(pocket_to_protein(pocket), ligand) == pytest.approx(reference["score"], abs=1e-3)
     assert "Vina" in capsys.readouterr().out
 
 

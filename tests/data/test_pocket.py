@@ -300,3 +300,20 @@ def test_read_pocket_index_crossdocked_layout(tmp_path: Path) -> None:
     (root / "index.tsv").write_text("index\tshort_id\tpocket_file\tligand_file\n0\tT_p\tT/p.pdb\tT/l.sdf\n")
     (row,) = read_pocket_index(root)
     assert row["id"] == "T_p" and row["pocket"].endswith("T/p.pdb.gz") and row["ligand"].endswith("T/l.sdf")
+
+
+def test_pocket_to_protein_round_trips_the_atoms() -> None:
+    from tertiary.data.pocket import build_pocket, pocket_to_protein
+    from tertiary.ligand import read_ligand
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pocket = load_pocket(EXAMPLES / "7sed_pocket.pdb", EXAMPLES / "7sed_ligand.sdf")
+        ligand = read_ligand(EXAMPLES / "7sed_ligand.sdf")
+    protein = pocket_to_protein(pocket)
+    assert len(protein) == pocket.num_residues and protein.ligands == ()
+    assert int(protein.atom_mask.sum()) == int(pocket.atom_mask.sum())
+    back = build_pocket(protein, ligand, pocket_radius=None, name="x")
+    np.testing.assert_allclose(back.positions, pocket.positions, atol=1e-6)
+    np.testing.assert_array_equal(back.atom_names, pocket.atom_names)
+    np.testing.assert_array_equal(back.designed, pocket.designed)

@@ -53,9 +53,10 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
 def vina_reference(pocket: object, ligand: object) -> object:
     """Vina score (with local optimisation) of the input pose in the input pocket (same residues
     as the designs); raises :class:`TertiaryError` when Vina is missing or the input cannot be scored."""
-    from tertiary.models.fair.vina import pocket_protein, score_complex
+    from tertiary.data.pocket import pocket_to_protein
+    from tertiary.models.fair.vina import score_complex
 
-    return score_complex(pocket_protein(pocket), ligand, pocket.ligand_positions, minimize=True,
+    return score_complex(pocket_to_protein(pocket), ligand, pocket.ligand_positions, minimize=True,
                          name=f"{pocket.name} (input)")
 
 
@@ -64,7 +65,8 @@ def vina_design_scores(pocket: object, result: object, ligand: object, rows: lis
     """Add ``vina_score`` / ``vina_minimized`` / ``vina_input`` / ``vina_input_minimized`` (kcal/mol)
     to each row; returns
     one message per design that could not be scored (its columns stay empty)."""
-    from tertiary.models.fair.vina import pocket_protein, score_complex
+    from tertiary.data.pocket import pocket_to_protein
+    from tertiary.models.fair.vina import score_complex
 
     errors = []
     n_lig = len(pocket.ligand_elements)
@@ -73,7 +75,7 @@ def vina_design_scores(pocket: object, result: object, ligand: object, rows: lis
                    vina_input=round(reference.score, 3) if reference is not None else "",
                    vina_input_minimized=round(reference.minimized, 3) if reference is not None else "")
         try:
-            designed = pocket_protein(pocket, result.aatype[k].numpy(), result.positions[k].numpy(),
+            designed = pocket_to_protein(pocket, result.aatype[k].numpy(), result.positions[k].numpy(),
                                       result.atom_names[k].numpy(), name=str(row["design"]))
             s = score_complex(designed, ligand, result.ligand_positions[k, :n_lig].numpy(), minimize=True)
         except TertiaryError as exc:
@@ -100,21 +102,10 @@ def load_model(checkpoint: str | None) -> object:
 
 def design_to_protein(pocket: object, result: object, index: int, name: str) -> object:
     """One design of a :class:`DesignResult` as a :class:`Protein` with the ligand as HETATM."""
-    from tertiary import constants as rc
-    from tertiary.data.pocket import FAIR_ATOM_NAMES
-    from tertiary.protein import HetGroup, Protein
+    from tertiary.data.pocket import pocket_to_protein
+    from tertiary.protein import HetGroup
 
     n = pocket.num_residues
-    aatype = result.aatype[index, :n].numpy() - 1
-    names = result.atom_names[index, :n].numpy()
-    pos = result.positions[index, :n].numpy()
-    pos37 = np.zeros((n, rc.ATOM_TYPE_NUM, 3), np.float32)
-    mask37 = np.zeros((n, rc.ATOM_TYPE_NUM), np.float32)
-    for r in range(n):
-        for s in np.flatnonzero(names[r]):
-            a = rc.ATOM_ORDER[FAIR_ATOM_NAMES[names[r, s]]]
-            pos37[r, a] = pos[r, s]
-            mask37[r, a] = 1.0
     lig_pos = result.ligand_positions[index, : len(pocket.ligand_elements)].numpy()
     from rdkit import Chem
 
@@ -128,8 +119,8 @@ def design_to_protein(pocket: object, result: object, index: int, name: str) -> 
     chain = str(pocket.chain_id[0]) if n else "A"
     ligand = HetGroup("LIG", chain, int(pocket.residue_number.max()) + 1 if n else 1, "", tuple(atom_names),
                       tuple(symbols), lig_pos.astype(np.float32), np.zeros(len(symbols), np.float32))
-    return Protein(atom_positions=pos37, atom_mask=mask37, aatype=aatype, residue_index=pocket.residue_number,
-                   chain_id=pocket.chain_id, insertion_code=pocket.insertion_code, ligands=(ligand,), name=name)
+    return pocket_to_protein(pocket, result.aatype[index].numpy(), result.positions[index].numpy(),
+                             result.atom_names[index].numpy(), name=name, ligands=(ligand,))
 
 
 def design_rows(pocket: object, result: object, prefix: str) -> list[dict[str, object]]:

@@ -107,6 +107,32 @@ class Pocket:
         return [f"{c}:{n}{i}" for c, n, i in zip(self.chain_id, self.residue_number, self.insertion_code)]
 
 
+def pocket_to_protein(pocket: Pocket, aatype: np.ndarray | None = None, positions: np.ndarray | None = None,
+                      atom_names: np.ndarray | None = None, name: str = "", ligands: tuple = ()) -> object:
+    """A :class:`Pocket` (FAIR's 14-slot layout) as a :class:`tertiary.protein.Protein` (atom37).
+
+    ``aatype`` ([R], 1..20), ``positions`` ([R, 14, 3]) and ``atom_names`` ([R, 14]) replace the
+    pocket's own (e.g. a design); default: the input pocket. ``ligands`` are attached as they
+    are (:class:`tertiary.protein.HetGroup`; the pocket's own ligand is not).
+    """
+    from tertiary.protein import Protein
+
+    n = pocket.num_residues
+    aatype = np.asarray(pocket.aatype if aatype is None else aatype)[:n]
+    positions = np.asarray(pocket.positions if positions is None else positions)[:n]
+    atom_names = np.asarray(pocket.atom_names if atom_names is None else atom_names)[:n]
+    pos37 = np.zeros((n, rc.ATOM_TYPE_NUM, 3), np.float32)
+    mask37 = np.zeros((n, rc.ATOM_TYPE_NUM), np.float32)
+    for r in range(n):
+        for s in np.flatnonzero(atom_names[r]):
+            a = rc.ATOM_ORDER[FAIR_ATOM_NAMES[atom_names[r, s]]]
+            pos37[r, a] = positions[r, s]
+            mask37[r, a] = 1.0
+    return Protein(atom_positions=pos37, atom_mask=mask37, aatype=aatype - 1, residue_index=pocket.residue_number,
+                   chain_id=pocket.chain_id, insertion_code=pocket.insertion_code, ligands=tuple(ligands),
+                   name=name or pocket.name)
+
+
 def protein_atom_features(atom_names: np.ndarray, aatype: np.ndarray) -> np.ndarray:
     """``[*, 14]`` names + ``[*]`` types (0..20) -> ``[*, 14, 59]`` float32 one-hot features."""
     names = np.eye(len(FAIR_ATOM_NAMES), dtype=np.float32)[atom_names]

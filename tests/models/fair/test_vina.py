@@ -126,13 +126,13 @@ def test_receptor_matches_meeko_preparation(complex_7sed, shared_data: Path, tmp
 
 def test_pocket_cut_scores_like_the_pocket_file(complex_7sed) -> None:
     """The 10 A FAIR pocket (whole residues) keeps every atom within Vina's 8 A cutoff."""
-    from tertiary.data.pocket import load_pocket
+    from tertiary.data.pocket import load_pocket, pocket_to_protein
 
     protein, ligand = complex_7sed
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pocket = load_pocket(POCKET, LIGAND)
-    cut = V.pocket_protein(pocket)
+    cut = pocket_to_protein(pocket)
     assert len(cut) == pocket.num_residues < len(protein)
     assert V.score_only(cut, ligand, pocket.ligand_positions) == pytest.approx(V.score_only(protein, ligand), abs=0.01)
 

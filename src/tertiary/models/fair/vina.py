@@ -300,27 +300,3 @@ def local_minimize(protein: object, ligand: object, positions: np.ndarray | None
     """Vina score (kcal/mol) after local optimisation of the pose; see :func:`score_complex`."""
     return float(score_complex(protein, ligand, positions, minimize=True, **kwargs).minimized)
 
-
-def pocket_protein(pocket: object, aatype: np.ndarray | None = None, positions: np.ndarray | None = None,
-                   atom_names: np.ndarray | None = None, name: str = "") -> object:
-    """A :class:`Pocket` (FAIR's 14-slot layout) as a :class:`Protein` (atom37), no ligand.
-
-    ``aatype`` ([R], 1..20), ``positions`` ([R, 14, 3]) and ``atom_names`` ([R, 14]) replace the
-    pocket's own (e.g. a design); default: the input pocket.
-    """
-    from tertiary.data.pocket import FAIR_ATOM_NAMES
-    from tertiary.protein import Protein
-
-    n = pocket.num_residues
-    aatype = np.asarray(pocket.aatype if aatype is None else aatype)[:n]
-    positions = np.asarray(pocket.positions if positions is None else positions)[:n]
-    atom_names = np.asarray(pocket.atom_names if atom_names is None else atom_names)[:n]
-    pos37 = np.zeros((n, rc.ATOM_TYPE_NUM, 3), np.float32)
-    mask37 = np.zeros((n, rc.ATOM_TYPE_NUM), np.float32)
-    for r in range(n):
-        for s in np.flatnonzero(atom_names[r]):
-            a = rc.ATOM_ORDER[FAIR_ATOM_NAMES[atom_names[r, s]]]
-            pos37[r, a] = positions[r, s]
-            mask37[r, a] = 1.0
-    return Protein(atom_positions=pos37, atom_mask=mask37, aatype=aatype - 1, residue_index=pocket.residue_number,
-                   chain_id=pocket.chain_id, insertion_code=pocket.insertion_code, name=name or pocket.name)
