@@ -59,14 +59,15 @@ def test_relax_removes_violations_and_stays_close(trp_cage, tmp_path) -> None:
 
 def test_violations_left_after_a_round_lift_their_restraints(trp_cage) -> None:
     """Residue 10 moved 4 A away and 30 L-BFGS steps per round: violations survive round 1, so
-    later rounds drop the restraints of the violating residues and get a lower energy."""
+    later rounds drop the restraints of the violating residues and get a lower energy. (Reference
+    platform: the CPU platform is not reproducible run to run, 3-6 violations after round 1.)"""
     pos = trp_cage.atom_positions.copy()
     pos[9] += np.array([4.0, 0.0, 0.0], np.float32) * trp_cage.atom_mask[9][:, None]
     moved = Protein(atom_positions=pos, atom_mask=trp_cage.atom_mask, aatype=trp_cage.aatype,
                     residue_index=trp_cage.residue_index, chain_id=trp_cage.chain_id, name="moved")  # fmt: skip
-    one = relax_protein(moved, RelaxConfig(max_iterations=30, max_outer_iterations=1))
+    one = relax_protein(moved, RelaxConfig(max_iterations=30, max_outer_iterations=1, platform="Reference"))
     assert one.rounds == 1 and one.violations_after > 0 and one.excluded_residues == []
-    more = relax_protein(moved, RelaxConfig(max_iterations=30, max_outer_iterations=3))
+    more = relax_protein(moved, RelaxConfig(max_iterations=30, max_outer_iterations=3, platform="Reference"))
     assert more.rounds >= 2 and 9 in more.excluded_residues
     assert more.violations_after <= one.violations_after and more.final_energy < one.final_energy
     assert more.clashes_after == 0

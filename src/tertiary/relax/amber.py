@@ -54,8 +54,9 @@ class RelaxConfig:
         forcefield: OpenMM force-field file.
         platform: OpenMM platform name (``None``: CPU if available, else Reference).
         violation_tolerance_factor / clash_overlap_tolerance: violation definitions (A).
-        seed: seed of the start positions OpenMM gives new hydrogens (results are
-            reproducible for a seed on one platform).
+        seed: seed of the start positions OpenMM gives new hydrogens. Results are reproducible
+            for a seed on the ``Reference`` platform only: the multithreaded ``CPU`` platform
+            sums forces in a varying order, and a short minimisation can end in another state.
     """
 
     stiffness: float = 10.0
