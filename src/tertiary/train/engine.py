@@ -281,7 +281,7 @@ class Trainer:
         val = self.validate()
         if val and logger:
             logger.write(self.step, "val", val)
-        if val and self.callbacks.on_validation:
+        if val and logger and self.callbacks.on_validation:  # main rank only, like on_log
             self.callbacks.on_validation(self.step, val)
         bad = [k for k, v in val.items() if not math.isfinite(v)]
         if bad:
