@@ -11,7 +11,7 @@ import torch
 
 from tertiary.data.folding_dataset import build_folding_dataset
 from tertiary.data.lmdb_store import LmdbDataset, LmdbWriter
-from tertiary.errors import ConfigError, DataError, TrainingError
+from tertiary.errors import ConfigError, DataError
 from tertiary.metrics import lddt, tm_score
 from tertiary.models.alphafold.task import AlphaFoldTask, ideal_helix_ca, random_coil_ca
 from tertiary.train.config import from_dict
