@@ -258,3 +258,21 @@ def test_chain_order_sorts_by_chain_number_and_insertion_code(pocket) -> None:
     keys = list(zip(reversed_pocket.chain_id, reversed_pocket.residue_number, reversed_pocket.insertion_code))
     assert [keys[i] for i in batch.chain_order[0, :n].tolist()] == sorted(keys)
     assert batch.chain_order[1, :n].tolist() == list(range(n))  # the example file is in chain order
+
+
+def test_atom_attention_chunks_give_the_same_update(monkeypatch) -> None:
+    """Chunking the per-edge work over atoms (CPU memory bound) changes nothing but rounding."""
+    from tertiary.models.fair import atom_attention
+
+    torch.manual_seed(0)
+    block = atom_attention.AtomAttentionBlock(32, 16, 32, 4)
+    n, k = 50, 8
+    x, nbr = torch.randn(n, 32), torch.randint(0, n, (n, k))
+    valid, edges = torch.rand(n, k) > 0.1, torch.rand(n, k, 16)
+    for grad in (False, True):
+        with torch.set_grad_enabled(grad):
+            whole = block(x, nbr, valid, edges)
+            monkeypatch.setattr(atom_attention, "EDGE_CHUNK_ELEMENTS", 7 * k * 64)  # 7 atoms per chunk
+            chunked = block(x, nbr, valid, edges)
+            monkeypatch.undo()
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)

@@ -17,7 +17,7 @@ from tertiary.nn.attention import neighbour_attention
 from tertiary.nn.primitives import gaussian
 
 
-# Per-edge tensors of one atom-attention chunk hold at most this many floats (4 MB). Without
+# On CPU, per-edge tensors of one atom-attention chunk hold at most this many floats (4 MB). Without
 # chunks a batch of 4 pockets took 2x the CPU time of 4 separate calls (fresh multi-10-MB
 # allocations fault on every page, and the passes over them leave the cache); 4 MB chunks
 # measured best among 1, 2, 4, 8 and 16 MB.
@@ -144,7 +144,9 @@ class AtomAttentionBlock(nn.Module):
         q = qkv[:, :key].view(n, heads, -1)
         bias = qkv[:, None, -heads:]
         dk = key // heads
-        rows = max(1, EDGE_CHUNK_ELEMENTS // max(1, k * (qkv.shape[1] - key - heads)))
+        rows = n  # accelerators: one chunk (many small kernels would only add launch overhead)
+        if x.device.type == "cpu":
+            rows = max(1, EDGE_CHUNK_ELEMENTS // max(1, k * (qkv.shape[1] - key - heads)))
         out = []
         for s in range(0, n, rows):
             e = min(n, s + rows)
