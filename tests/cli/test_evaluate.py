@@ -178,3 +178,22 @@ def test_evaluate_design_vina_reports_failures_and_goes_on(tmp_path: Path, tiny_
     assert s["vina_minimized_below_input"] == int(below)
     captured = capsys.readouterr()
     assert "Vina" in captured.out and "Vina could not score 1" in captured.err
+
+
+def test_workers_give_the_sequential_results_in_set_order(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
+    root = make_set(tmp_path)
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        assert main(["evaluate", "design", "--set", str(root), "--checkpoint", str(tiny_checkpoint), "--seeds", "0", "1",
+                     "--threads", "1", "--workers", str(workers), "-o", str(out)]) == 0
+        with open(out / "design_eval.csv") as f:
+            rows = list(csv.DictReader(f))
+        report = json.loads((out / "design_eval.json").read_text())
+        runs[workers] = ([{k: v for k, v in r.items() if k != "cpu_s"} for r in rows], report["failures"])
+    assert runs[2] == runs[1]
+    assert [r["index"] for r in runs[1][0]] == ["0", "0", "1", "1"]  # pockets 2 and 3 fail, reported
+    assert [f["index"] for f in runs[1][1]] == ["2", "3"]
+    assert main(["evaluate", "design", "--set", str(root), "--checkpoint", str(tiny_checkpoint), "--workers", "0",
+                 "-o", str(tmp_path / "w0")]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tertiary.errors import TertiaryError
+from tertiary.errors import InputError, TertiaryError
 
 from .design import add_model_arguments, design_rows, load_model, vina_design_scores, vina_reference
 
@@ -64,20 +64,69 @@ def summarise(values: list[float]) -> dict[str, float]:
     }
 
 
-def _vina_failed(failures: list[dict[str, str]], progress: object, row: dict[str, str], label: str,
-                 exc: object) -> None:
-    msg = " ".join(str(exc).split())
-    failures.append({"index": row["index"], "pocket": row["pocket_path"], "error": msg})
-    progress.console.print(f"[yellow]Vina failed for pocket {label}:[/] {msg}")
+def _failure(row: dict[str, str], exc: object) -> dict[str, str]:
+    return {"index": row["index"], "pocket": row["pocket_path"], "error": " ".join(str(exc).split())}
+
+
+def evaluate_pocket(row: dict[str, str], args: argparse.Namespace, model: object) -> dict[str, object]:
+    """Design one pocket of the set once per seed.
+
+    Returns ``{"records": [...], "failure": dict | None, "vina_failures": [...]}``: one CSV record
+    per seed; ``failure`` when the pocket cannot be designed at all (then no records).
+    """
+    from tertiary.data.pocket import collate, load_pocket
+    from tertiary.models.fair.generate import generate
+
+    out: dict[str, object] = {"records": [], "failure": None, "vina_failures": []}
+    try:
+        pocket = load_pocket(row["pocket_path"], row["ligand_path"], pocket_radius=args.pocket_radius,
+                             design_radius=args.design_radius, name=row.get("short_id") or row["index"])
+        batch = collate([pocket])
+        reference = ligand = None
+        if args.vina:
+            try:
+                from tertiary.ligand import read_ligand
+
+                ligand = read_ligand(row["ligand_path"])
+                reference = vina_reference(pocket, ligand)
+            except TertiaryError as exc:
+                ligand = None
+                out["vina_failures"].append(_failure(row, exc))
+        for seed in args.seeds or [args.seed]:
+            t0 = time.process_time()
+            res = generate(model, batch, torch.Generator().manual_seed(seed), residue_graph=args.residue_graph)
+            design = design_rows(pocket, res, pocket.name)
+            cpu_s = round(time.process_time() - t0, 3)
+            if args.vina:
+                if ligand is None:
+                    design[0].update(vina_score="", vina_minimized="", vina_input="", vina_input_minimized="")
+                for msg in vina_design_scores(pocket, res, ligand, design, reference) if ligand else []:
+                    out["vina_failures"].append(_failure(row, f"seed {seed}: {msg}"))
+            record = {"index": row["index"], "seed": seed, **design[0], "cpu_s": cpu_s}
+            record.pop("design")
+            out["records"].append(record)
+    except TertiaryError as exc:
+        out["records"], out["failure"] = [], _failure(row, exc)
+    return out
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _init_worker(checkpoint: str | None, threads: int) -> None:
+    torch.set_num_threads(threads)
+    _WORKER["model"] = load_model(checkpoint)
+
+
+def _worker_pocket(job: tuple[dict[str, str], argparse.Namespace]) -> dict[str, object]:
+    row, args = job
+    return evaluate_pocket(row, args, _WORKER["model"])
 
 
 def _run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
-
-    from tertiary.data.pocket import collate, load_pocket
-    from tertiary.models.fair.generate import generate
 
     console = Console(stderr=True)
     if args.threads:
@@ -89,7 +138,9 @@ def _run(args: argparse.Namespace) -> int:
         rows = [r for r in rows if r["index"] in wanted]
     if args.limit is not None:
         rows = rows[: args.limit]
-    model = load_model(args.checkpoint)
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
+    model = load_model(args.checkpoint)  # workers load their own copy; this checks the file first
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = args.seeds or [args.seed]
@@ -102,50 +153,41 @@ def _run(args: argparse.Namespace) -> int:
         require_vina()
     csv_path = out / "design_eval.csv"
     writer = None
+    if args.workers > 1:  # one process per worker, each with its own model and args.threads threads
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(args.checkpoint, args.threads or 1))
+        outcomes = pool.map(_worker_pocket, [(row, args) for row in rows])
+    else:
+        pool = None
+        outcomes = (evaluate_pocket(row, args, model) for row in rows)
     with open(csv_path, "w", newline="") as fh, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
     ) as progress:
         task = progress.add_task("pockets", total=len(rows))
-        for row in rows:
-            label = f"{row['index']} {row.get('short_id', '')}".strip()
-            progress.update(task, description=f"pocket {label}")
-            try:
-                pocket = load_pocket(row["pocket_path"], row["ligand_path"], pocket_radius=args.pocket_radius,
-                                     design_radius=args.design_radius, name=row.get("short_id") or row["index"])
-                batch = collate([pocket])
-                reference = ligand = None
-                if args.vina:
-                    try:
-                        from tertiary.ligand import read_ligand
-
-                        ligand = read_ligand(row["ligand_path"])
-                        reference = vina_reference(pocket, ligand)
-                    except TertiaryError as exc:
-                        ligand = None
-                        _vina_failed(vina_failures, progress, row, label, exc)
-                for seed in seeds:
-                    t0 = time.process_time()
-                    res = generate(model, batch, torch.Generator().manual_seed(seed), residue_graph=args.residue_graph)
-                    design = design_rows(pocket, res, pocket.name)
-                    cpu_s = round(time.process_time() - t0, 3)
-                    if args.vina:
-                        if ligand is None:
-                            design[0].update(vina_score="", vina_minimized="", vina_input="", vina_input_minimized="")
-                        for msg in vina_design_scores(pocket, res, ligand, design, reference) if ligand else []:
-                            _vina_failed(vina_failures, progress, row, f"{label} seed {seed}", msg)
-                    record = {"index": row["index"], "seed": seed, **design[0], "cpu_s": cpu_s}
-                    record.pop("design")
+        try:
+            for row, outcome in zip(rows, outcomes):
+                label = f"{row['index']} {row.get('short_id', '')}".strip()
+                progress.update(task, description=f"pocket {label}")
+                for failed in outcome["vina_failures"]:
+                    vina_failures.append(failed)
+                    progress.console.print(f"[yellow]Vina failed for pocket {label}:[/] {failed['error']}")
+                if outcome["failure"]:
+                    failures.append(outcome["failure"])
+                    progress.console.print(f"[red]pocket {label} failed:[/] {outcome['failure']['error']}")
+                for record in outcome["records"]:
                     results.append(record)
                     if writer is None:
                         writer = csv.DictWriter(fh, fieldnames=list(record))
                         writer.writeheader()
                     writer.writerow(record)
-                    fh.flush()
-            except TertiaryError as exc:
-                msg = " ".join(str(exc).split())
-                failures.append({"index": row["index"], "pocket": row["pocket_path"], "error": msg})
-                progress.console.print(f"[red]pocket {label} failed:[/] {msg}")
-            progress.advance(task)
+                fh.flush()
+                progress.advance(task)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
 
     summary = {}
     for seed in seeds:
@@ -213,6 +255,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--seeds", type=int, nargs="+", help="several seeds (default: --seed)")
     d.add_argument("--limit", type=int, help="only the first N pockets")
     d.add_argument("--ids", help="comma-separated index values to run")
+    d.add_argument("--workers", type=int, default=1,
+                   help="processes designing pockets in parallel, each with --threads threads (default 1); "
+                   "results and the CSV keep the set's order")
     d.add_argument("--held-out", metavar="CONFIG", help="only the validation split of this task: fair training "
                    "config (e.g. configs/fair_default.yaml on ../shared/data/ligand_complexes)")
     add_model_arguments(d)
