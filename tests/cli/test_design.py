@@ -9,25 +9,15 @@ import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 import tertiary.cli.design as design_cli
 from tertiary.cli.main import main
 from tertiary.models.fair.config import FairConfig
 from tertiary.models.fair.model import FairModel
-from tertiary.models.fair.weights import save
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 POCKET, LIGAND = EXAMPLES / "7sed_pocket.pdb", EXAMPLES / "7sed_ligand.sdf"
 
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = FairConfig.preset("tiny", interpolate_steps=2, outer_iterations=1, refine_steps=1)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save(FairModel(cfg), path)
-    return path
 
 
 def test_design_writes_pdbs_fasta_and_csv(tmp_path: Path, tiny_checkpoint: Path, capsys) -> None:
