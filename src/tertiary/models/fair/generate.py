@@ -26,7 +26,7 @@ import torch
 
 from tertiary.data.pocket import RESIDUE_SLOT_NAMES, PocketBatch
 
-from .interpolation import interpolate_backbone
+from .interpolation import initial_backbone
 from .model import EncoderInput, FairModel
 
 NUM_SLOTS = 14
@@ -123,8 +123,7 @@ def generate(
     slot = torch.arange(NUM_SLOTS, device=true_pos.device)
     base_mask = batch.atom_mask
 
-    order = None if native or cfg.interpolation_order == "file" else batch.chain_order
-    init_bb = interpolate_backbone(true_bb, edit, res_mask, batch.names, keep_true_if_few_context=native, order=order)
+    init_bb = initial_backbone(batch, cfg)
     positions = torch.cat([init_bb, true_pos[:, :, 4:]], 2)
     ligand = batch.ligand_positions.clone()
     b, r = edit.shape

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import torch
 
+from tertiary.data.pocket import PocketBatch
 from tertiary.errors import InputError
+
+from .config import FairConfig
 
 MIN_CONTEXT = 3
 
@@ -69,3 +72,16 @@ def interpolate_backbone(
         value = torch.where((k < f0)[:, None, None], front, torch.where((k > e1)[:, None, None], back, inner))
         out[b, perm[k]] = value
     return out
+
+
+def initial_backbone(batch: PocketBatch, config: FairConfig) -> torch.Tensor:
+    """The starting backbone ``[B, R, 4, 3]`` of ``batch``'s designed residues, as ``config`` says.
+
+    ``residue_graph="native"`` (or ``interpolation_order="file"``) interpolates in file order, as
+    the released code does; otherwise in chain order (:attr:`PocketBatch.chain_order`). In
+    native mode a complex with fewer than 3 context residues keeps its true backbone.
+    """
+    native = config.residue_graph == "native"
+    order = None if native or config.interpolation_order == "file" else batch.chain_order
+    return interpolate_backbone(batch.positions[:, :, :4], batch.designed & batch.res_mask, batch.res_mask,
+                                batch.names, keep_true_if_few_context=native, order=order)

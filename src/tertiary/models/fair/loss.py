@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from tertiary.data.pocket import PocketBatch
 
-from .interpolation import interpolate_backbone
+from .interpolation import initial_backbone
 from .model import EncoderInput, FairModel
 
 NUM_SLOTS = 14
@@ -80,9 +80,7 @@ def training_loss(
 
     coord = true_pos.new_zeros(())
     type_loss = true_pos.new_zeros(())
-    order = None if native or cfg.interpolation_order == "file" else batch.chain_order
-    interp = interpolate_backbone(true_pos[:, :, :4], edit, res_mask, batch.names, keep_true_if_few_context=native,
-                                  order=order)
+    interp = initial_backbone(batch, cfg)
     bb_mask = batch.atom_mask & (~edit.unsqueeze(-1) | (slot < 4))
     edit_bb_atoms = bb_mask & edit.unsqueeze(-1)
     logits = torch.full((b, r, 20), 1.0 / 20, dtype=true_pos.dtype, device=true_pos.device)
