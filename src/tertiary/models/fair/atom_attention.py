@@ -91,32 +91,31 @@ class AtomAttentionBlock(nn.Module):
         self.layernorm_attention = nn.LayerNorm(hidden)
         self.layernorm_ffn = nn.LayerNorm(hidden)
 
-    def projection_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The block's maps rewritten as fewer, larger products (same function).
+    def qkv_weight(self) -> torch.Tensor:
+        """Queries, keys and values as one product ``[2 * key + hidden + H, C]`` (same function).
 
-        * queries, keys and values in one product (the head-wise maps become block-diagonal),
-          with ``weight_k_lin`` folded into the query map: ``q . (A k + b) = (A^T q) . k + q . b``;
-          ``q . b`` (one extra output per head) is the same for all neighbours of a query and
-          cancels in the softmax, but it is kept so that the function, and the parameters
-          taking part in it (DDP needs each one to get a gradient), stay those of the original;
-        * the key and value edge MLPs side by side: first layers stacked, second layers
-          block-diagonal.
-
-        Returns:
-            ``w_qkv [2 * key + hidden + H, C]``, edge ``w1 [dk + dv, E]``, ``b1``, ``w2 [dk + dv, dk + dv]``, ``b2``.
+        The head-wise maps become block-diagonal, and ``weight_k_lin`` is folded into the query
+        map: ``q . (A k + b) = (A^T q) . k + q . b``. ``q . b`` (the last ``H`` outputs) is the
+        same for all neighbours of a query and cancels in the softmax, but it is kept so that the
+        function, and the parameters taking part in it (DDP needs each one to get a gradient),
+        stay those of the original.
         """
         heads = self.num_heads
         wq = torch.block_diag(*self.q_lin.weight)  # [key, C]
         dk = wq.shape[0] // heads
         wq_a = (self.weight_k_lin.weight.T @ wq.view(heads, dk, -1)).reshape(wq.shape)  # A^T per head
-        wq_b = (self.weight_k_lin.bias @ wq.view(heads, dk, -1))  # [H, C]: q . b per head
-        w_qkv = torch.cat([wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b], 0)
+        wq_b = self.weight_k_lin.bias @ wq.view(heads, dk, -1)  # [H, C]: q . b per head
+        return torch.cat([wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b], 0)
+
+    def edge_modulation(self, edge_attr: torch.Tensor) -> torch.Tensor:
+        """Key and value edge MLPs side by side, ``[*, E] -> [*, dk + dv]`` (first layers stacked,
+        second layers block-diagonal: one product each instead of two)."""
         k_net, v_net = self.weight_k_net, self.weight_v_net
         w1 = torch.cat([k_net[0].weight, v_net[0].weight], 0)
         b1 = torch.cat([k_net[0].bias, v_net[0].bias])
         w2 = torch.block_diag(k_net[2].weight, v_net[2].weight)
         b2 = torch.cat([k_net[2].bias, v_net[2].bias])
-        return w_qkv, w1, b1, w2, b2
+        return nn.functional.linear(self.act(nn.functional.linear(edge_attr, w1, b1)), w2, b2)
 
     def forward(
         self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, edge_attr: torch.Tensor
@@ -124,7 +123,7 @@ class AtomAttentionBlock(nn.Module):
         """Update node features (memory is linear in N: K neighbours per atom).
 
         The per-edge value map ``weight_v_lin`` runs after the aggregation (the attention weights
-        sum to one); see :meth:`projection_weights` for the other rewrites. Keys and values of
+        sum to one); see :meth:`qkv_weight` and :meth:`edge_modulation` for the other rewrites. Keys and values of
         all neighbours come from one gather, in chunks of atoms (``EDGE_CHUNK_ELEMENTS``).
 
         Args:
@@ -138,9 +137,8 @@ class AtomAttentionBlock(nn.Module):
         """
         n, k = neighbours.shape
         heads = self.num_heads
-        w_qkv, w1, b1, w2, b2 = self.projection_weights()
         key = self.q_lin.weight.shape[0] * self.q_lin.weight.shape[1]
-        qkv = nn.functional.linear(self.layernorm_attention(x), w_qkv)  # [N, 2 key + C + H]
+        qkv = nn.functional.linear(self.layernorm_attention(x), self.qkv_weight())  # [N, 2 key + C + H]
         q = qkv[:, :key].view(n, heads, -1)
         bias = qkv[:, None, -heads:]
         dk = key // heads
@@ -160,7 +158,7 @@ class AtomAttentionBlock(nn.Module):
                     edge_attr[s:e])[..., None, :]
             else:
                 # sampling: one gather, fused edge MLPs, in-place modulation
-                modulation = nn.functional.linear(self.act(nn.functional.linear(edge_attr[s:e], w1, b1)), w2, b2)
+                modulation = self.edge_modulation(edge_attr[s:e])
                 kv = qkv[:, key:-heads].index_select(0, flat).view(m, k, -1)
                 if kv.shape[-1] == 2 * key:
                     kv = kv.view(m, k, 2, heads, dk).mul_(modulation.view(m, k, 2, 1, dk))
