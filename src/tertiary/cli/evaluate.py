@@ -113,9 +113,9 @@ def evaluate_pocket(row: dict[str, str], args: argparse.Namespace, model: object
 _WORKER: dict[str, object] = {}
 
 
-def _init_worker(checkpoint: str | None, threads: int) -> None:
+def _init_worker(model: object, threads: int) -> None:
     torch.set_num_threads(threads)
-    _WORKER["model"] = load_model(checkpoint)
+    _WORKER["model"] = model
 
 
 def _worker_pocket(job: tuple[dict[str, str], argparse.Namespace]) -> dict[str, object]:
@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         rows = rows[: args.limit]
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
-    model = load_model(args.checkpoint)  # workers load their own copy; this checks the file first
+    model = load_model(args.checkpoint)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     seeds = args.seeds or [args.seed]
@@ -153,12 +153,12 @@ def _run(args: argparse.Namespace) -> int:
         require_vina()
     csv_path = out / "design_eval.csv"
     writer = None
-    if args.workers > 1:  # one process per worker, each with its own model and args.threads threads
+    if args.workers > 1:  # one process per worker, each with a copy of the model and args.threads threads
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(args.checkpoint, args.threads or 1))
+                                   initializer=_init_worker, initargs=(model, args.threads or 1))
         outcomes = pool.map(_worker_pocket, [(row, args) for row in rows])
     else:
         pool = None
