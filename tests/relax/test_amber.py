@@ -60,7 +60,7 @@ def test_relax_removes_violations_and_stays_close(trp_cage, tmp_path) -> None:
 def test_violations_left_after_a_round_lift_their_restraints(trp_cage) -> None:
     """Residue 10 moved 4 A away and 30 L-BFGS steps per round: violations survive round 1, so
     later rounds drop the restraints of the violating residues and get a lower energy. (Reference
-    platform: the CPU platform is not reproducible run to run, 3-6 violations after round 1.)"""
+    platform: on the CPU platform the violation count after round 1 changed from run to run.)"""
     pos = trp_cage.atom_positions.copy()
     pos[9] += np.array([4.0, 0.0, 0.0], np.float32) * trp_cage.atom_mask[9][:, None]
     moved = Protein(atom_positions=pos, atom_mask=trp_cage.atom_mask, aatype=trp_cage.aatype,
