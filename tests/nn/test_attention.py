@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from tertiary.errors import InputError
-from tertiary.nn.attention import attention, attention_weights
+from tertiary.errors import InputError, MissingDependencyError
+from tertiary.nn import fused_cpu
+from tertiary.nn.attention import attention, attention_weights, modulated_neighbour_attention
 
 
 def _naive(q, k, v, bias, mask):
@@ -32,3 +33,66 @@ def test_bad_inputs_raise_tertiary_errors():
         attention(q, q, q, mask=torch.ones(1, 1, 3, 3))
     with pytest.raises(InputError):
         attention(q, q, q, chunk_size=0)
+
+
+def _graph(n=30, m=40, k=7, heads=3, dk=5, dv=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(n, heads, dk, generator=g)
+    keys, values = torch.randn(m, heads, dk, generator=g), torch.randn(m, heads, dv, generator=g)
+    table_k, table_v = torch.randn(11, dk, generator=g), torch.randn(11, dv, generator=g)
+    scale_index = torch.randint(0, 11, (n, k), generator=g)
+    nbr = torch.randint(0, m, (n, k), generator=g)
+    valid = torch.rand(n, k, generator=g) > 0.3
+    valid[3] = False  # a node without neighbours
+    bias = torch.randn(n, heads, generator=g)
+    return q, keys, values, table_k, table_v, scale_index, nbr, valid, bias
+
+
+def _naive_graph(q, keys, values, key_scale, value_scale, nbr, valid, bias):
+    n, k = nbr.shape
+    out = torch.empty(n, q.shape[1], values.shape[-1], dtype=torch.float64)
+    for i in range(n):
+        kj = keys[nbr[i]].double() * key_scale[i, :, None, :].double()  # [K, H, dk]
+        vj = values[nbr[i]].double() * value_scale[i, :, None, :].double()
+        logits = (kj * q[i].double()).sum(-1) + bias[i].double()  # [K, H]
+        if valid[i].any():
+            logits[~valid[i]] = -torch.inf
+        else:
+            logits[:] = 0.0  # no neighbour: uniform average (callers mask such nodes)
+        out[i] = (torch.softmax(logits, 0).unsqueeze(-1) * vj).sum(0)
+    return out.float()
+
+
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not fused_cpu.available(), reason="numba not installed"))])
+@pytest.mark.parametrize("chunk", [None, 3 * 7 * 3 * 9])
+def test_modulated_neighbour_attention_matches_naive(fused, chunk):
+    q, keys, values, tk, tv, rows, nbr, valid, bias = _graph()
+    want = _naive_graph(q, keys, values, tk[rows], tv[rows], nbr, valid, bias)
+    with torch.no_grad():
+        tables = modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows,
+                                               chunk_elements=chunk, fused=fused)
+        expanded = modulated_neighbour_attention(q, keys, values, tk[rows], tv[rows], nbr, valid, bias,
+                                                 chunk_elements=chunk, fused=fused)
+    torch.testing.assert_close(tables, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(expanded, want, rtol=1e-5, atol=1e-5)
+
+
+def test_modulated_neighbour_attention_gradients_use_pytorch():
+    q, keys, values, tk, tv, rows, nbr, valid, bias = _graph()
+    tk.requires_grad_(True)
+    out = modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows, chunk_elements=60)
+    out.sum().backward()
+    assert tk.grad is not None and tk.grad.abs().sum() > 0
+    with pytest.raises(InputError, match="no gradient"):
+        modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows, fused=True)
+
+
+def test_fused_kernel_without_numba_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(fused_cpu, "available", lambda: False)
+    q, keys, values, tk, tv, rows, nbr, valid, bias = _graph()
+    with torch.no_grad():
+        auto = modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows)
+        assert auto.shape == (30, 3, 4)  # falls back to PyTorch
+        with pytest.raises(MissingDependencyError, match="numba"):
+            modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows, fused=True)

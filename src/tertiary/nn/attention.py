@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from tertiary.errors import InputError
+from tertiary.errors import InputError, MissingDependencyError
+from tertiary.nn import fused_cpu
 
 
 def _combined_bias(
@@ -130,3 +131,88 @@ def neighbour_attention(
     logits = logits.masked_fill(~valid.unsqueeze(-1), torch.finfo(logits.dtype).min)
     weights = torch.softmax(logits, dim=-2)
     return (weights.unsqueeze(-1) * v).sum(-3)
+
+
+def modulated_neighbour_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    key_scale: torch.Tensor,
+    value_scale: torch.Tensor,
+    neighbours: torch.Tensor,
+    valid: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    scale_index: torch.Tensor | None = None,
+    chunk_elements: int | None = None,
+    fused: bool | None = None,
+) -> torch.Tensor:
+    """Graph attention whose keys and values are scaled channel-wise per edge (continuous filters).
+
+    Node ``i`` attends over its neighbours ``j``: key ``keys[j] * key_scale[i, j]`` and value
+    ``values[j] * value_scale[i, j]``, the scales shared by all heads (functions of the edge,
+    e.g. of its length). Logits are unscaled ``q . key`` plus ``bias``.
+
+    Args:
+        q: ``[N, H, dk]`` queries.
+        keys / values: ``[M, H, dk]`` / ``[M, H, dv]`` tables the neighbours index into.
+        key_scale / value_scale: ``[N, K, dk]`` / ``[N, K, dv]`` per-edge channel scales, or
+            ``[S, dk]`` / ``[S, dv]`` tables of them when ``scale_index`` is given.
+        neighbours: ``[N, K]`` rows of the tables; valid: ``[N, K]`` True for real edges.
+        bias: ``[N, H]`` additive logits per node and head.
+        scale_index: ``[N, K]`` row of each edge's scales (edges sharing a scale, e.g. two edges
+            of the same length, share a row).
+        chunk_elements: PyTorch path without gradients: gathered keys + values of one chunk of
+            nodes hold at most this many floats (None = one chunk). With gradients there is one
+            chunk: the backward of each slice of a per-edge tensor fills a full-size gradient.
+        fused: use the numba kernel of :mod:`tertiary.nn.fused_cpu`. None = when it applies
+            (numba installed, float32 CPU tensors, no gradient needed); True raises
+            :class:`~tertiary.errors.MissingDependencyError` without numba.
+
+    Returns:
+        ``[N, H, dv]``.
+    """
+    tensors = (q, keys, values, key_scale, value_scale)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
+    applies = not needs_grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    if fused is None:
+        fused = applies and fused_cpu.available()
+    if fused:
+        if not fused_cpu.available():
+            raise MissingDependencyError("the fused attention kernel needs numba: pip install 'tertiary[fast]'")
+        if not applies:
+            raise InputError("the fused attention kernel takes float32 CPU tensors and computes no gradient")
+        if bias is None:
+            bias = q.new_zeros(q.shape[:2])
+        n, k = neighbours.shape
+        if scale_index is None:
+            scale_index = torch.arange(n * k).view(n, k)
+            key_scale, value_scale = key_scale.reshape(n * k, -1), value_scale.reshape(n * k, -1)
+        return fused_cpu.modulated_neighbour_attention(
+            q, keys, values, key_scale, value_scale, scale_index, neighbours, valid, bias
+        )
+    n, k = neighbours.shape
+    heads = q.shape[1]
+    rows = n
+    if chunk_elements is not None and not needs_grad:
+        rows = max(1, chunk_elements // max(1, k * heads * (keys.shape[-1] + values.shape[-1])))
+    out = []
+    for s in range(0, n, rows):
+        e = min(n, s + rows)
+        flat = neighbours[s:e].reshape(-1)
+        key_j = keys.reshape(keys.shape[0], -1).index_select(0, flat).view(e - s, k, heads, -1)
+        value_j = values.reshape(values.shape[0], -1).index_select(0, flat).view(e - s, k, heads, -1)
+        if scale_index is None:
+            ks, vs = (key_scale, value_scale) if rows == n else (key_scale[s:e], value_scale[s:e])
+        else:
+            edge_rows = scale_index[s:e].reshape(-1)
+            ks = key_scale.index_select(0, edge_rows).view(e - s, k, -1)
+            vs = value_scale.index_select(0, edge_rows).view(e - s, k, -1)
+        if needs_grad:
+            key_j = key_j * ks[:, :, None, :]
+            value_j = value_j * vs[:, :, None, :]
+        else:  # fresh gathers: scale in place
+            key_j.mul_(ks[:, :, None, :])
+            value_j.mul_(vs[:, :, None, :])
+        node_bias = None if bias is None else bias[s:e, None, :]
+        out.append(neighbour_attention(q[s:e], key_j, value_j, valid[s:e], bias=node_bias))
+    return torch.cat(out) if len(out) > 1 else out[0]

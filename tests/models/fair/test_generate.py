@@ -38,9 +38,9 @@ class Recorder:
         self.calls: list = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None):
+        def encode(inp, backbone, generator=None, chunk_size=None, edge_cache=None):
             snap = {k: v.clone() for k, v in vars(inp).items()}
-            out, logits = inner(inp, backbone, generator, chunk_size)
+            out, logits = inner(inp, backbone, generator, chunk_size, edge_cache)
             self.calls.append((snap, backbone, logits.clone(), out))
             return out, logits
 
@@ -260,8 +260,9 @@ def test_chain_order_sorts_by_chain_number_and_insertion_code(pocket) -> None:
     assert batch.chain_order[1, :n].tolist() == list(range(n))  # the example file is in chain order
 
 
-def test_atom_attention_chunks_give_the_same_update(monkeypatch) -> None:
-    """Chunking the per-edge work over atoms (CPU memory bound) changes nothing but rounding."""
+def test_atom_block_sampling_path_equals_training_path() -> None:
+    """Without gradients the block runs fused edge MLPs (softplus shift folded into the bias)
+    and the numba kernel where installed; with gradients the plain MLPs and PyTorch: same update."""
     from tertiary.models.fair import atom_attention
 
     torch.manual_seed(0)
@@ -269,10 +270,43 @@ def test_atom_attention_chunks_give_the_same_update(monkeypatch) -> None:
     n, k = 50, 8
     x, nbr = torch.randn(n, 32), torch.randint(0, n, (n, k))
     valid, edges = torch.rand(n, k) > 0.1, torch.rand(n, k, 16)
-    for grad in (False, True):
-        with torch.set_grad_enabled(grad):
-            whole = block(x, nbr, valid, edges)
-            monkeypatch.setattr(atom_attention, "EDGE_CHUNK_ELEMENTS", 7 * k * 64)  # 7 atoms per chunk
-            chunked = block(x, nbr, valid, edges)
-            monkeypatch.undo()
-        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        sampled = block(x, nbr, valid, *block.edge_modulation(edges))
+    trained = block(x, nbr, valid, *block.edge_modulation(edges))
+    assert trained.requires_grad
+    torch.testing.assert_close(sampled, trained.detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_edge_scale_cache_matches_direct_mlp_and_reuses_lengths() -> None:
+    """Scales looked up per distinct edge length equal the per-edge MLPs; a second call
+    computes only the lengths it has not seen in the call before."""
+    from tertiary.models.fair.atom_attention import AtomAttentionBlock, GaussianSmearing
+    from tertiary.models.fair.edge_cache import EdgeScaleCache
+
+    torch.manual_seed(0)
+    blocks = torch.nn.ModuleList(AtomAttentionBlock(32, 16, 32, 4) for _ in range(2))
+    smearing = GaussianSmearing(0.0, 10.0, 16)
+    dist = torch.rand(40, 6) * 12
+    dist[:20, :3] = dist[20:, 3:]  # repeated lengths share a row
+    assert len(torch.unique(dist)) == 40 * 6 - 20 * 3
+    seen = []
+    for block in blocks:
+        inner = block.edge_modulation
+
+        def spy(edge_attr, inner=inner):
+            seen.append(edge_attr.shape[0])
+            return inner(edge_attr)
+
+        block.edge_modulation = spy  # type: ignore[method-assign]
+    cache = EdgeScaleCache()
+    moved = dist.clone()
+    moved[:5] += 0.5  # the second call: 5 atoms moved
+    for d, expected_new in ((dist, len(torch.unique(dist))), (moved, len(torch.unique(moved[:5])))):
+        seen.clear()
+        index, tables = cache.scales(d, blocks, smearing)
+        assert seen == [expected_new] * 2
+        with torch.no_grad():
+            for block, (key_table, value_table) in zip(blocks, tables):
+                key, value = AtomAttentionBlock.edge_modulation(block, smearing(d))
+                torch.testing.assert_close(key_table[index], key, rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(value_table[index], value, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from tertiary.nn.attention import neighbour_attention
+from tertiary.nn.attention import modulated_neighbour_attention
 from tertiary.nn.primitives import gaussian
 
 
@@ -107,65 +107,60 @@ class AtomAttentionBlock(nn.Module):
         wq_b = self.weight_k_lin.bias @ wq.view(heads, dk, -1)  # [H, C]: q . b per head
         return torch.cat([wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b], 0)
 
-    def edge_modulation(self, edge_attr: torch.Tensor) -> torch.Tensor:
-        """Key and value edge MLPs side by side, ``[*, E] -> [*, dk + dv]`` (first layers stacked,
-        second layers block-diagonal: one product each instead of two)."""
+    def edge_modulation(self, edge_attr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Key and value edge MLPs ``[*, E] -> ([*, dk], [*, dv])``.
+
+        Without gradients the two first layers run as one product and the softplus shift is
+        folded into the second layers' biases (``W (s - c) + b = W s + (b - c W 1)``).
+        """
         k_net, v_net = self.weight_k_net, self.weight_v_net
+        if torch.is_grad_enabled():
+            return k_net(edge_attr), v_net(edge_attr)
         w1 = torch.cat([k_net[0].weight, v_net[0].weight], 0)
         b1 = torch.cat([k_net[0].bias, v_net[0].bias])
-        w2 = torch.block_diag(k_net[2].weight, v_net[2].weight)
-        b2 = torch.cat([k_net[2].bias, v_net[2].bias])
-        return nn.functional.linear(self.act(nn.functional.linear(edge_attr, w1, b1)), w2, b2)
+        hidden = nn.functional.softplus(nn.functional.linear(edge_attr, w1, b1))
+        dk = k_net[0].weight.shape[0]
+        shift = self.act.shift
+        key_out, value_out = k_net[2], v_net[2]
+        key_scale = nn.functional.linear(hidden[..., :dk], key_out.weight, key_out.bias - shift * key_out.weight.sum(1))
+        value_scale = nn.functional.linear(
+            hidden[..., dk:], value_out.weight, value_out.bias - shift * value_out.weight.sum(1)
+        )
+        return key_scale, value_scale
 
     def forward(
-        self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, edge_attr: torch.Tensor
+        self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, key_scale: torch.Tensor,
+        value_scale: torch.Tensor, scale_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Update node features (memory is linear in N: K neighbours per atom).
 
         The per-edge value map ``weight_v_lin`` runs after the aggregation (the attention weights
-        sum to one); see :meth:`qkv_weight` and :meth:`edge_modulation` for the other rewrites. Keys and values of
-        all neighbours come from one gather, in chunks of atoms (``EDGE_CHUNK_ELEMENTS``).
+        sum to one); see :meth:`qkv_weight` and :meth:`edge_modulation` for the other rewrites.
+        The attention itself is :func:`tertiary.nn.attention.modulated_neighbour_attention` (the
+        numba kernel when sampling on CPU with numba installed; PyTorch in chunks of
+        ``EDGE_CHUNK_ELEMENTS`` on CPU otherwise).
 
         Args:
             x: ``[N, C]`` atom features (all complexes of a batch, flat).
             neighbours: ``[N, K]`` flat indices of each atom's neighbours.
             valid: ``[N, K]`` True for real edges.
-            edge_attr: ``[N, K, edge_channels]`` Gaussian-expanded edge lengths.
+            key_scale / value_scale: :meth:`edge_modulation` of the edges, ``[N, K, dk]`` /
+                ``[N, K, dv]``, or tables ``[S, dk]`` / ``[S, dv]`` indexed by ``scale_index [N, K]``.
 
         Returns:
             ``[N, C]``.
         """
-        n, k = neighbours.shape
+        n = x.shape[0]
         heads = self.num_heads
         key = self.q_lin.weight.shape[0] * self.q_lin.weight.shape[1]
         qkv = nn.functional.linear(self.layernorm_attention(x), self.qkv_weight())  # [N, 2 key + C + H]
-        q = qkv[:, :key].view(n, heads, -1)
-        bias = qkv[:, None, -heads:]
-        dk = key // heads
-        rows = n  # accelerators: one chunk (many small kernels would only add launch overhead)
-        if x.device.type == "cpu":
-            rows = max(1, EDGE_CHUNK_ELEMENTS // max(1, k * (qkv.shape[1] - key - heads)))
-        out = []
-        for s in range(0, n, rows):
-            e = min(n, s + rows)
-            flat, m = neighbours[s:e].reshape(-1), e - s
-            if torch.is_grad_enabled():
-                # training: no slices of per-edge tensors (each slice's backward allocates and fills
-                # a full-size gradient); keys and values are gathered and modulated separately
-                keys = qkv[:, key : 2 * key].index_select(0, flat).view(m, k, heads, dk) * self.weight_k_net(
-                    edge_attr[s:e])[..., None, :]
-                values = qkv[:, 2 * key : -heads].index_select(0, flat).view(m, k, heads, -1) * self.weight_v_net(
-                    edge_attr[s:e])[..., None, :]
-            else:
-                # sampling: one gather, fused edge MLPs, in-place modulation
-                modulation = self.edge_modulation(edge_attr[s:e])
-                kv = qkv[:, key:-heads].index_select(0, flat).view(m, k, -1)
-                if kv.shape[-1] == 2 * key:
-                    kv = kv.view(m, k, 2, heads, dk).mul_(modulation.view(m, k, 2, 1, dk))
-                    keys, values = kv[:, :, 0], kv[:, :, 1]
-                else:
-                    keys = kv[..., :key].view(m, k, heads, dk) * modulation[..., None, :dk]
-                    values = kv[..., key:].view(m, k, heads, -1) * modulation[..., None, dk:]
-            out.append(neighbour_attention(q[s:e], keys, values, valid[s:e], bias=bias[s:e]))  # [m, H, dv]
-        x = self.weight_v_lin(torch.cat(out) if len(out) > 1 else out[0]).reshape(n, -1) + x
+        chunk = EDGE_CHUNK_ELEMENTS if x.device.type == "cpu" else None
+        attended = modulated_neighbour_attention(
+            qkv[:, :key].view(n, heads, -1),
+            qkv[:, key : 2 * key].view(n, heads, -1),
+            qkv[:, 2 * key : -heads].view(n, heads, -1),
+            key_scale, value_scale, neighbours, valid, bias=qkv[:, -heads:], scale_index=scale_index,
+            chunk_elements=chunk,
+        )  # [N, H, dv]
+        x = self.weight_v_lin(attended).reshape(n, -1) + x
         return self.out_transform(self.act(self.layernorm_ffn(x))) + x

@@ -15,6 +15,7 @@ from torch import nn
 
 from .atom_attention import AtomAttentionBlock, GaussianSmearing
 from .config import FairConfig
+from .edge_cache import EdgeScaleCache
 from .coordinate_updates import LigandContactUpdate, residue_messages
 from .graphs import gather_nodes, knn, pack_index
 from .residue_features import EDGE_DIM, ResiduePropertyEmbedding, ligand_edge_features, residue_edge_features
@@ -70,6 +71,7 @@ class HierarchicalEncoder(nn.Module):
     def _atom_level(
         self, h_prot: torch.Tensor, atom_mask: torch.Tensor, pos: torch.Tensor,
         h_lig: torch.Tensor, lig_mask: torch.Tensor, lig_pos: torch.Tensor, chunk_size: int | None,
+        edge_cache: EdgeScaleCache | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, r = atom_mask.shape[:2]
         c = h_prot.shape[-1]
@@ -81,12 +83,16 @@ class HierarchicalEncoder(nn.Module):
         packed_pos = torch.gather(ctx_pos, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
         h = torch.gather(ctx_h, 1, idx.unsqueeze(-1).expand(-1, -1, c)).reshape(b * p, c)
         nbr, nvalid = knn(packed_pos, valid, self.config.atom_knn, chunk_size)
-        dist = torch.norm(packed_pos.unsqueeze(2) - gather_nodes(packed_pos, nbr), dim=-1)
-        edge_attr = self.distance_expansion(dist).reshape(b * p, nbr.shape[-1], -1)
+        dist = torch.norm(packed_pos.unsqueeze(2) - gather_nodes(packed_pos, nbr), dim=-1).reshape(b * p, -1)
         flat_nbr = (nbr + p * torch.arange(b, device=nbr.device)[:, None, None]).reshape(b * p, -1)
         flat_valid = nvalid.reshape(b * p, -1)
-        for block in self.atom_blocks:
-            h = block(h, flat_nbr, flat_valid, edge_attr)
+        if edge_cache is not None and not torch.is_grad_enabled():
+            scale_index, scales = edge_cache.scales(dist, self.atom_blocks, self.distance_expansion)
+        else:
+            edge_attr = self.distance_expansion(dist)
+            scale_index, scales = None, [block.edge_modulation(edge_attr) for block in self.atom_blocks]
+        for block, (key_scale, value_scale) in zip(self.atom_blocks, scales):
+            h = block(h, flat_nbr, flat_valid, key_scale, value_scale, scale_index)
         h = h.view(b, p, c) * valid.unsqueeze(-1)
         full = torch.zeros_like(ctx_h).scatter_add(1, idx.unsqueeze(-1).expand(-1, -1, c), h)
         n_prot = r * NUM_SLOTS
@@ -109,6 +115,7 @@ class HierarchicalEncoder(nn.Module):
         backbone: bool,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
+        edge_cache: EdgeScaleCache | None = None,
     ) -> EncoderOutput:
         """One encoder call.
 
@@ -125,11 +132,13 @@ class HierarchicalEncoder(nn.Module):
             backbone: backbone mode (4 slots move) or full-atom mode (14 slots).
             generator: dropout RNG (training mode only).
             chunk_size: query atoms per block of the O(N^2) kNN search.
+            edge_cache: reuse of edge-MLP outputs between calls (sampling only; see
+                :mod:`.edge_cache`).
         """
         cfg = self.config
         c = cfg.hidden
         h_atom, h_ligand, atom_edges = self._atom_level(
-            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size
+            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size, edge_cache
         )
         atom_sum = (h_atom * atom_mask.unsqueeze(-1)).sum(2)
         h_res = self.W_v(torch.cat([self.residue_properties(residue_types), atom_sum], -1))

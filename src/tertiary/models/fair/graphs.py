@@ -29,9 +29,12 @@ def knn(
     kk = max(0, min(k, n - 1))
     step = n if chunk_size is None else max(1, chunk_size)
     indices, valids = [], []
+    coords = pos.transpose(1, 2)  # [B, 3, N]: one coordinate at a time, no [B, n, N, 3] temporary
     for s in range(0, n, step):
         q = slice(s, min(n, s + step))
-        d2 = (pos[:, q, None, :] - pos[:, None, :, :]).square().sum(-1)
+        d2 = (coords[:, 0, q, None] - coords[:, 0, None, :]).square_()  # same sum order as .sum(-1)
+        for c in (1, 2):
+            d2 += (coords[:, c, q, None] - coords[:, c, None, :]).square_()
         self_edge = torch.arange(q.start, q.stop, device=pos.device)[:, None] == torch.arange(n, device=pos.device)
         bad = ~(mask[:, q, None] & mask[:, None, :]) | self_edge
         d2 = d2.masked_fill(bad, float("inf"))

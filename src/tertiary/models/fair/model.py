@@ -17,6 +17,7 @@ from torch import nn
 from tertiary.data.pocket import PocketBatch
 
 from .config import FairConfig
+from .edge_cache import EdgeScaleCache
 from .encoder import EncoderOutput, HierarchicalEncoder
 
 NUM_ATOM_NAMES = 38  # FAIR's atom-name vocabulary ('' + 37 names)
@@ -87,8 +88,9 @@ class FairModel(nn.Module):
         backbone: bool,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
+        edge_cache: EdgeScaleCache | None = None,
     ) -> tuple[EncoderOutput, torch.Tensor]:
-        """One encoder call.
+        """One encoder call (``edge_cache``: see :mod:`.edge_cache`; sampling only).
 
         Returns:
             the :class:`EncoderOutput` and residue-type logits ``[B, R, 20]`` (index t = type t+1).
@@ -109,6 +111,7 @@ class FairModel(nn.Module):
             backbone,
             generator,
             chunk_size,
+            edge_cache,
         )
         return out, self.residue_mlp(out.h_res)
 
