@@ -164,23 +164,23 @@ def modulated_neighbour_attention(
         chunk_elements: PyTorch path without gradients: gathered keys + values of one chunk of
             nodes hold at most this many floats (None = one chunk). With gradients there is one
             chunk: the backward of each slice of a per-edge tensor fills a full-size gradient.
-        fused: use the numba kernel of :mod:`tertiary.nn.fused_cpu`. None = when it applies
-            (numba installed, float32 CPU tensors, no gradient needed); True raises
+        fused: use the numba kernels of :mod:`tertiary.nn.fused_cpu` (forward and backward).
+            None = when they apply (numba installed, float32 CPU tensors); True raises
             :class:`~tertiary.errors.MissingDependencyError` without numba.
 
     Returns:
         ``[N, H, dv]``.
     """
-    tensors = (q, keys, values, key_scale, value_scale)
+    tensors = (q, keys, values, key_scale, value_scale) + (() if bias is None else (bias,))
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    applies = not needs_grad and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+    applies = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
     if fused is None:
         fused = applies and fused_cpu.available()
     if fused:
         if not fused_cpu.available():
             raise MissingDependencyError("the fused attention kernel needs numba: pip install 'tertiary[fast]'")
         if not applies:
-            raise InputError("the fused attention kernel takes float32 CPU tensors and computes no gradient")
+            raise InputError("the fused attention kernel takes float32 CPU tensors")
         if bias is None:
             bias = q.new_zeros(q.shape[:2])
         n, k = neighbours.shape

@@ -1,10 +1,11 @@
-"""CPU kernels compiled with numba (optional extra ``fast``) for sampling-time hot loops.
+"""CPU kernels compiled with numba (optional extra ``fast``) for graph-attention hot loops.
 
 PyTorch runs gather-then-reduce graph attention as a chain of passes over per-edge tensors
-(gather, scale, multiply, sum, softmax, multiply, sum), each writing and re-reading megabytes;
-the loop here walks each node's neighbours once and keeps everything else in cache. No
-autograd: callers use it only when no gradient is needed, and fall back to PyTorch otherwise.
-The kernel is compiled on first use (about a second; numba caches it on disk afterwards).
+(gather, scale, multiply, sum, softmax, multiply, sum, and as many again backwards), each
+writing and re-reading megabytes; the loops here walk each node's neighbours once and keep
+everything else in cache. The forward and backward kernels are joined by an autograd
+``Function``, so training uses them too. They are compiled on first use (a few seconds; numba
+caches them on disk afterwards) and run on one thread.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-_KERNEL: Any = None
+_KERNELS: dict[str, Any] = {}
 
 
 def available() -> bool:
@@ -23,24 +24,28 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def _compile() -> Any:
+def _jit() -> Any:
     import numba
 
     # reassociation for vectorised dot products, but no "no infinities" assumption: -inf marks
     # missing edges
-    @numba.njit(fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy", nogil=True, cache=True)
-    def kernel(q, keys, values, key_scale, value_scale, rows, nbr, valid, bias, out):  # pragma: no cover - compiled
+    return numba.njit(fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy", nogil=True, cache=True)
+
+
+def _forward_kernel() -> Any:
+    @_jit()
+    def forward(q, keys, values, key_scale, value_scale, rows, nbr, valid, bias, weights, out):  # pragma: no cover
         n_rows, kk = nbr.shape
         heads = bias.shape[1]
         dk = q.shape[1] // heads
         dv = out.shape[1] // heads
-        weights = np.empty((heads, kk), np.float32)
         acc = np.empty(out.shape[1], np.float32)
         if kk == 0:
             out[:] = 0.0
             return
         for n in range(n_rows):
             qn = q[n]
+            w = weights[n]  # [H, K]
             for k in range(kk):
                 if valid[n, k]:
                     kr = keys[nbr[n, k]]
@@ -49,38 +54,126 @@ def _compile() -> Any:
                         s = bias[n, h]
                         for d in range(dk):
                             s += qn[h * dk + d] * kr[h * dk + d] * sr[d]
-                        weights[h, k] = s
+                        w[h, k] = s
                 else:
                     for h in range(heads):
-                        weights[h, k] = -np.inf
+                        w[h, k] = -np.inf
             for h in range(heads):
-                top = weights[h, 0]
+                top = w[h, 0]
                 for k in range(1, kk):
-                    top = max(top, weights[h, k])
+                    top = max(top, w[h, k])
                 if top == -np.inf:  # no valid neighbour: uniform over all K (as the PyTorch path)
                     for k in range(kk):
-                        weights[h, k] = np.float32(1.0) / kk
+                        w[h, k] = np.float32(1.0) / kk
                 else:
                     total = np.float32(0.0)
                     for k in range(kk):
-                        e = np.exp(weights[h, k] - top)
-                        weights[h, k] = e
+                        e = np.exp(w[h, k] - top)
+                        w[h, k] = e
                         total += e
                     inv = np.float32(1.0) / total
                     for k in range(kk):
-                        weights[h, k] *= inv
+                        w[h, k] *= inv
             acc[:] = 0.0
             for k in range(kk):
                 vr = values[nbr[n, k]]
                 sr = value_scale[rows[n, k]]
                 for h in range(heads):
-                    a = weights[h, k]
+                    a = w[h, k]
                     if a != 0.0:
                         for d in range(dv):
                             acc[h * dv + d] += a * sr[d] * vr[h * dv + d]
             out[n] = acc
 
-    return kernel
+    return forward
+
+
+def _backward_kernel() -> Any:
+    @_jit()
+    def backward(q, keys, values, key_scale, value_scale, rows, nbr, valid, weights, grad_out,
+                 grad_q, grad_keys, grad_values, grad_key_scale, grad_value_scale, grad_bias):  # pragma: no cover
+        n_rows, kk = nbr.shape
+        heads = weights.shape[1]
+        dk = q.shape[1] // heads
+        dv = grad_out.shape[1] // heads
+        grad_w = np.empty((heads, kk), np.float32)
+        for n in range(n_rows):
+            qn, go, w = q[n], grad_out[n], weights[n]
+            for k in range(kk):  # value path: d out / d (weight, value, value scale)
+                j, r = nbr[n, k], rows[n, k]
+                vr, sr = values[j], value_scale[r]
+                for h in range(heads):
+                    a = w[h, k]
+                    g = np.float32(0.0)
+                    if a != 0.0:
+                        for d in range(dv):
+                            c = go[h * dv + d]
+                            g += c * sr[d] * vr[h * dv + d]
+                            grad_values[j, h * dv + d] += a * sr[d] * c
+                            grad_value_scale[r, d] += a * vr[h * dv + d] * c
+                    grad_w[h, k] = g
+            for h in range(heads):  # softmax backward: d logit = w * (d w - sum_k w d w)
+                s = np.float32(0.0)
+                for k in range(kk):
+                    s += w[h, k] * grad_w[h, k]
+                for k in range(kk):
+                    grad_w[h, k] = w[h, k] * (grad_w[h, k] - s)
+            for k in range(kk):  # key path (the logits of missing edges are constants)
+                if not valid[n, k]:
+                    continue
+                j, r = nbr[n, k], rows[n, k]
+                kr, sr = keys[j], key_scale[r]
+                for h in range(heads):
+                    gl = grad_w[h, k]
+                    if gl != 0.0:
+                        grad_bias[n, h] += gl
+                        for d in range(dk):
+                            qd, kd = qn[h * dk + d], kr[h * dk + d]
+                            grad_q[n, h * dk + d] += gl * sr[d] * kd
+                            grad_keys[j, h * dk + d] += gl * qd * sr[d]
+                            grad_key_scale[r, d] += gl * qd * kd
+
+    return backward
+
+
+def _kernel(name: str) -> Any:
+    if name not in _KERNELS:
+        _KERNELS[name] = {"forward": _forward_kernel, "backward": _backward_kernel}[name]()
+    return _KERNELS[name]
+
+
+def _array(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    return t.detach().to(dtype).contiguous().numpy()
+
+
+class _ModulatedNeighbourAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_scale: torch.Tensor,
+                value_scale: torch.Tensor, scale_index: torch.Tensor, neighbours: torch.Tensor,
+                valid: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        n, heads = q.shape[:2]
+        k = neighbours.shape[1]
+        flat = [_array(q.reshape(n, -1)), _array(keys.reshape(keys.shape[0], -1)),
+                _array(values.reshape(values.shape[0], -1)), _array(key_scale), _array(value_scale),
+                _array(scale_index, torch.int64), _array(neighbours, torch.int64)]
+        weights = np.empty((n, heads, k), np.float32)
+        out = np.empty((n, heads * values.shape[-1]), np.float32)
+        mask = _array(valid, torch.bool)
+        _kernel("forward")(*flat, mask, _array(bias), weights, out)
+        ctx.flat, ctx.mask, ctx.weights = flat, mask, weights
+        ctx.shapes = (q.shape, keys.shape, values.shape, key_scale.shape, value_scale.shape, bias.shape)
+        return torch.from_numpy(out).view(n, heads, -1)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        q, keys, values, key_scale, value_scale, rows, nbr = ctx.flat
+        grads = [np.zeros_like(a) for a in (q, keys, values, key_scale, value_scale)]
+        grad_bias = np.zeros(ctx.shapes[-1], np.float32)
+        go = _array(grad_out.reshape(grad_out.shape[0], -1))
+        _kernel("backward")(q, keys, values, key_scale, value_scale, rows, nbr, ctx.mask, ctx.weights, go, *grads,
+                            grad_bias)
+        gq, gk, gv, gks, gvs = (torch.from_numpy(g).view(s) for g, s in zip(grads, ctx.shapes))
+        return gq, gk, gv, gks, gvs, None, None, None, torch.from_numpy(grad_bias)
 
 
 def modulated_neighbour_attention(
@@ -88,7 +181,7 @@ def modulated_neighbour_attention(
     value_scale: torch.Tensor, scale_index: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor,
     bias: torch.Tensor,
 ) -> torch.Tensor:
-    """Fused form of :func:`tertiary.nn.attention.modulated_neighbour_attention` (float32 CPU, no grad).
+    """Fused form of :func:`tertiary.nn.attention.modulated_neighbour_attention` (float32, CPU).
 
     Args:
         q: ``[N, H, dk]``; keys / values: ``[M, H, dk]`` / ``[M, H, dv]`` tables.
@@ -97,20 +190,7 @@ def modulated_neighbour_attention(
         bias: ``[N, H]``.
 
     Returns:
-        ``[N, H, dv]``.
+        ``[N, H, dv]`` (differentiable in all float inputs).
     """
-    global _KERNEL
-    if _KERNEL is None:
-        _KERNEL = _compile()
-    n, heads = q.shape[:2]
-    out = torch.empty(n, heads * values.shape[-1], dtype=torch.float32)
-
-    def arr(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
-        return t.detach().to(dtype).contiguous().numpy()
-
-    _KERNEL(
-        arr(q.reshape(n, -1)), arr(keys.reshape(keys.shape[0], -1)), arr(values.reshape(values.shape[0], -1)),
-        arr(key_scale), arr(value_scale), arr(scale_index, torch.int64), arr(neighbours, torch.int64), arr(valid, torch.bool), arr(bias),
-        out.numpy(),
-    )
-    return out.view(n, heads, -1)
+    return _ModulatedNeighbourAttention.apply(q, keys, values, key_scale, value_scale, scale_index, neighbours,
+                                              valid, bias)

@@ -110,23 +110,25 @@ class AtomAttentionBlock(nn.Module):
     def edge_modulation(self, edge_attr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Key and value edge MLPs ``[*, E] -> ([*, dk], [*, dv])``.
 
-        Without gradients the two first layers run as one product and the softplus shift is
-        folded into the second layers' biases (``W (s - c) + b = W s + (b - c W 1)``).
+        The softplus shift is folded into the second layers' biases (``W (s - c) + b =
+        W s + (b - c W 1)``); without gradients the two first layers also run as one product
+        (with gradients that would mean slicing a per-edge tensor, whose backward costs more).
         """
         k_net, v_net = self.weight_k_net, self.weight_v_net
+        shift = self.act.shift
+
+        def second(hidden: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+            return nn.functional.linear(hidden, layer.weight, layer.bias - shift * layer.weight.sum(1))
+
         if torch.is_grad_enabled():
-            return k_net(edge_attr), v_net(edge_attr)
+            return tuple(  # type: ignore[return-value]
+                second(nn.functional.softplus(net[0](edge_attr)), net[2]) for net in (k_net, v_net)
+            )
         w1 = torch.cat([k_net[0].weight, v_net[0].weight], 0)
         b1 = torch.cat([k_net[0].bias, v_net[0].bias])
         hidden = nn.functional.softplus(nn.functional.linear(edge_attr, w1, b1))
         dk = k_net[0].weight.shape[0]
-        shift = self.act.shift
-        key_out, value_out = k_net[2], v_net[2]
-        key_scale = nn.functional.linear(hidden[..., :dk], key_out.weight, key_out.bias - shift * key_out.weight.sum(1))
-        value_scale = nn.functional.linear(
-            hidden[..., dk:], value_out.weight, value_out.bias - shift * value_out.weight.sum(1)
-        )
-        return key_scale, value_scale
+        return second(hidden[..., :dk], k_net[2]), second(hidden[..., dk:], v_net[2])
 
     def forward(
         self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, key_scale: torch.Tensor,

@@ -7,6 +7,7 @@ bit, and across the calls of one ``generate`` every edge between two atoms that 
 per distinct length (float bit pattern) and keeps the last call's table, so a call computes only
 the lengths that are new since the previous one (about half of all edges on CrossDocked
 pockets). The results are the same function: each row is the same MLP of the same input.
+Training uses :func:`distinct_lengths` alone (no reuse across calls: the weights change).
 """
 
 from __future__ import annotations
@@ -17,6 +18,13 @@ from torch import nn
 # distances are compared by bit pattern (an integer view of the same width)
 _SAME_WIDTH_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
                    torch.bfloat16: torch.int16}
+
+
+def distinct_lengths(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct edge lengths of one call, ``[S]`` (sorted by bit pattern), and the row of each edge ``[N, K]``."""
+    bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype])
+    lengths, index = torch.unique(bits.reshape(-1), sorted=True, return_inverse=True)
+    return lengths.view(dist.dtype), index.view(dist.shape)
 
 
 class EdgeScaleCache:
@@ -42,8 +50,8 @@ class EdgeScaleCache:
             ``index [N, K]`` (each edge's row) and, per block, key / value scale tables
             ``[S, dk]`` / ``[S, dv]``.
         """
-        bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype])
-        lengths, inverse = torch.unique(bits.reshape(-1), sorted=True, return_inverse=True)
+        values, inverse = distinct_lengths(dist)
+        lengths = values.view(_SAME_WIDTH_INT[dist.dtype])
         if self._lengths is None or self._rows is None or not len(self._lengths):
             hit = torch.zeros_like(lengths, dtype=torch.bool)
             old_rows = torch.zeros_like(lengths, dtype=torch.long)
@@ -57,7 +65,7 @@ class EdgeScaleCache:
         rows[reused] = torch.arange(len(reused), device=rows.device)
         rows[fresh] = torch.arange(len(reused), len(lengths), device=rows.device)
         source = old_rows[reused]
-        edge_attr = smearing(lengths[fresh].view(dist.dtype))
+        edge_attr = smearing(values[fresh])
         tables = []
         for b, block in enumerate(blocks):
             computed = block.edge_modulation(edge_attr)
@@ -67,4 +75,4 @@ class EdgeScaleCache:
                 key, value = computed
             tables.append((key, value))
         self._lengths, self._rows, self._tables = lengths, rows, tables
-        return rows[inverse].view(dist.shape), tables
+        return rows[inverse], tables

@@ -15,7 +15,7 @@ from torch import nn
 
 from .atom_attention import AtomAttentionBlock, GaussianSmearing
 from .config import FairConfig
-from .edge_cache import EdgeScaleCache
+from .edge_cache import EdgeScaleCache, distinct_lengths
 from .coordinate_updates import LigandContactUpdate, residue_messages
 from .graphs import gather_nodes, knn, pack_index
 from .residue_features import EDGE_DIM, ResiduePropertyEmbedding, ligand_edge_features, residue_edge_features
@@ -89,8 +89,9 @@ class HierarchicalEncoder(nn.Module):
         if edge_cache is not None and not torch.is_grad_enabled():
             scale_index, scales = edge_cache.scales(dist, self.atom_blocks, self.distance_expansion)
         else:
-            edge_attr = self.distance_expansion(dist)
-            scale_index, scales = None, [block.edge_modulation(edge_attr) for block in self.atom_blocks]
+            lengths, scale_index = distinct_lengths(dist)
+            edge_attr = self.distance_expansion(lengths)
+            scales = [block.edge_modulation(edge_attr) for block in self.atom_blocks]
         for block, (key_scale, value_scale) in zip(self.atom_blocks, scales):
             h = block(h, flat_nbr, flat_valid, key_scale, value_scale, scale_index)
         h = h.view(b, p, c) * valid.unsqueeze(-1)
