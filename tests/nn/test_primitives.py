@@ -49,3 +49,17 @@ def test_transition_chunks_and_masks():
     ref = t.linear_2(torch.relu(t.linear_1(torch.nn.functional.layer_norm(x, (6,))))) * mask[..., None]
     torch.testing.assert_close(full, ref)
     assert t.to(torch.float64).linear_1.weight.dtype == torch.float64
+
+
+def test_gaussian_floor_and_inplace():
+    """exp with the exponent floored at -60 (no subnormal results); inplace overwrites its input."""
+    from tertiary.nn.primitives import GAUSSIAN_FLOOR, gaussian
+
+    exponent = torch.tensor([0.0, -1.0, -59.0, -61.0, -2000.0])
+    want = torch.exp(torch.tensor([0.0, -1.0, -59.0, GAUSSIAN_FLOOR, GAUSSIAN_FLOOR]))
+    torch.testing.assert_close(gaussian(exponent), want, rtol=0, atol=0)
+    assert exponent[3] == -61.0  # untouched
+    out = gaussian(exponent, inplace=True)
+    assert out.data_ptr() == exponent.data_ptr()
+    torch.testing.assert_close(out, want, rtol=0, atol=0)
+    assert bool((want >= 8e-27).all())

@@ -26,14 +26,17 @@ GAUSSIAN_FLOOR = -60.0  # exp(-60) = 8.8e-27
 _TRUNCATED_NORMAL_STD = 0.87962566103423978
 
 
-def gaussian(exponent: torch.Tensor) -> torch.Tensor:
+def gaussian(exponent: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """``exp(max(exponent, GAUSSIAN_FLOOR))`` for non-positive exponents (floor -60).
 
     Radial bases put most distances far from most centres; ``exp`` of such exponents underflows
     through the subnormal range, which takes a slow path on x86 both in ``exp`` and in every
     matrix product that reads the result (FAIR's atom attention ran 2x slower end to end). The
-    floor changes values below 8.8e-27 only. Same shape as ``exponent``.
+    floor changes values below 8.8e-27 only. Same shape as ``exponent``; ``inplace`` overwrites
+    ``exponent`` (no new allocation: fresh multi-MB tensors fault on every page).
     """
+    if inplace:
+        return exponent.clamp_(min=GAUSSIAN_FLOOR).exp_()
     return torch.exp(exponent.clamp(min=GAUSSIAN_FLOOR))
 
 

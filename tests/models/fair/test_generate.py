@@ -310,3 +310,40 @@ def test_edge_scale_cache_matches_direct_mlp_and_reuses_lengths() -> None:
                 key, value = AtomAttentionBlock.edge_modulation(block, smearing(d))
                 torch.testing.assert_close(key_table[index], key, rtol=1e-5, atol=1e-6)
                 torch.testing.assert_close(value_table[index], value, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_smearing_same_with_and_without_gradients() -> None:
+    from tertiary.models.fair.atom_attention import GaussianSmearing
+
+    smearing = GaussianSmearing(0.0, 10.0, 64)
+    dist = torch.rand(7, 5) * 15
+    with torch.no_grad():
+        sampled = smearing(dist)  # in place on one temporary
+    leaf = dist.clone().requires_grad_(True)
+    trained = smearing(leaf)
+    trained.sum().backward()
+    torch.testing.assert_close(sampled, trained.detach(), rtol=0, atol=0)
+    assert leaf.grad is not None
+
+
+def test_atom_block_weight_cache_follows_parameter_updates() -> None:
+    """Without gradients the rewritten weights are kept between calls, until a parameter changes."""
+    import copy
+
+    from tertiary.models.fair.atom_attention import AtomAttentionBlock
+
+    torch.manual_seed(0)
+    block = AtomAttentionBlock(32, 16, 32, 4)
+    n, k = 20, 6
+    x, nbr = torch.randn(n, 32), torch.randint(0, n, (n, k))
+    valid, edges = torch.ones(n, k, dtype=torch.bool), torch.rand(n, k, 16)
+    with torch.no_grad():
+        before = block(x, nbr, valid, *block.edge_modulation(edges))
+        block.out_transform.bias.add_(1.0)  # e.g. an optimiser step
+        block.weight_v_net[2].weight.mul_(2.0)
+        after = block(x, nbr, valid, *block.edge_modulation(edges))
+        fresh = copy.deepcopy(block)
+        fresh.__dict__.pop("_rewritten", None), fresh.__dict__.pop("_rewritten_key", None)
+        want = fresh(x, nbr, valid, *fresh.edge_modulation(edges))
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, want, rtol=0, atol=0)

@@ -45,7 +45,10 @@ class GaussianSmearing(nn.Module):
         self.register_buffer("offset", offset, persistent=False)
 
     def forward(self, dist: torch.Tensor) -> torch.Tensor:
-        return gaussian(self.coeff * (dist.unsqueeze(-1) - self.offset).square())
+        diff = dist.unsqueeze(-1) - self.offset
+        if torch.is_grad_enabled() and dist.requires_grad:
+            return gaussian(self.coeff * diff.square())
+        return gaussian(diff.square_().mul_(self.coeff), inplace=True)  # one allocation
 
 
 class GroupedLinear(nn.Module):
@@ -107,28 +110,55 @@ class AtomAttentionBlock(nn.Module):
         wq_b = self.weight_k_lin.bias @ wq.view(heads, dk, -1)  # [H, C]: q . b per head
         return torch.cat([wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b], 0)
 
+    def _rewritten_weights(self) -> dict[str, torch.Tensor]:
+        """Weights of the rewritten products: :meth:`qkv_weight`, the stacked first edge layers,
+        and the biases that absorb each shifted softplus (``W (s - c) + b = W s + (b - c W 1)``).
+
+        Without gradients they are kept until a parameter changes (in-place updates bump a
+        tensor's version counter), so sampling builds them once instead of at every call.
+        """
+        if torch.is_grad_enabled():
+            return self._compute_rewritten_weights()
+        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
+        if getattr(self, "_rewritten_key", None) != key:
+            self._rewritten, self._rewritten_key = self._compute_rewritten_weights(), key
+        return self._rewritten
+
+    def _compute_rewritten_weights(self) -> dict[str, torch.Tensor]:
+        k_net, v_net, shift = self.weight_k_net, self.weight_v_net, self.act.shift
+
+        def absorbed(layer: nn.Linear) -> torch.Tensor:
+            return layer.bias - shift * layer.weight.sum(1)
+
+        return {
+            "qkv": self.qkv_weight(),
+            "edge_w1": torch.cat([k_net[0].weight, v_net[0].weight], 0),
+            "edge_b1": torch.cat([k_net[0].bias, v_net[0].bias]),
+            "key_b2": absorbed(k_net[2]),
+            "value_b2": absorbed(v_net[2]),
+            "out_b": absorbed(self.out_transform),
+        }
+
     def edge_modulation(self, edge_attr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Key and value edge MLPs ``[*, E] -> ([*, dk], [*, dv])``.
 
-        The softplus shift is folded into the second layers' biases (``W (s - c) + b =
-        W s + (b - c W 1)``); without gradients the two first layers also run as one product
-        (with gradients that would mean slicing a per-edge tensor, whose backward costs more).
+        The softplus shift is absorbed by the second layers' biases; without gradients the two
+        first layers also run as one product (with gradients that would mean slicing a per-edge
+        tensor, whose backward costs more).
         """
         k_net, v_net = self.weight_k_net, self.weight_v_net
-        shift = self.act.shift
-
-        def second(hidden: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
-            return nn.functional.linear(hidden, layer.weight, layer.bias - shift * layer.weight.sum(1))
-
+        w = self._rewritten_weights()
         if torch.is_grad_enabled():
-            return tuple(  # type: ignore[return-value]
-                second(nn.functional.softplus(net[0](edge_attr)), net[2]) for net in (k_net, v_net)
+            return (
+                nn.functional.linear(nn.functional.softplus(k_net[0](edge_attr)), k_net[2].weight, w["key_b2"]),
+                nn.functional.linear(nn.functional.softplus(v_net[0](edge_attr)), v_net[2].weight, w["value_b2"]),
             )
-        w1 = torch.cat([k_net[0].weight, v_net[0].weight], 0)
-        b1 = torch.cat([k_net[0].bias, v_net[0].bias])
-        hidden = nn.functional.softplus(nn.functional.linear(edge_attr, w1, b1))
+        hidden = nn.functional.softplus(nn.functional.linear(edge_attr, w["edge_w1"], w["edge_b1"]))
         dk = k_net[0].weight.shape[0]
-        return second(hidden[..., :dk], k_net[2]), second(hidden[..., dk:], v_net[2])
+        return (
+            nn.functional.linear(hidden[..., :dk], k_net[2].weight, w["key_b2"]),
+            nn.functional.linear(hidden[..., dk:], v_net[2].weight, w["value_b2"]),
+        )
 
     def forward(
         self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, key_scale: torch.Tensor,
@@ -155,7 +185,8 @@ class AtomAttentionBlock(nn.Module):
         n = x.shape[0]
         heads = self.num_heads
         key = self.q_lin.weight.shape[0] * self.q_lin.weight.shape[1]
-        qkv = nn.functional.linear(self.layernorm_attention(x), self.qkv_weight())  # [N, 2 key + C + H]
+        w = self._rewritten_weights()
+        qkv = nn.functional.linear(self.layernorm_attention(x), w["qkv"])  # [N, 2 key + C + H]
         chunk = EDGE_CHUNK_ELEMENTS if x.device.type == "cpu" else None
         attended = modulated_neighbour_attention(
             qkv[:, :key].view(n, heads, -1),
@@ -165,4 +196,5 @@ class AtomAttentionBlock(nn.Module):
             chunk_elements=chunk,
         )  # [N, H, dv]
         x = self.weight_v_lin(attended).reshape(n, -1) + x
-        return self.out_transform(self.act(self.layernorm_ffn(x))) + x
+        hidden = nn.functional.softplus(self.layernorm_ffn(x))
+        return nn.functional.linear(hidden, self.out_transform.weight, w["out_b"]) + x
