@@ -94,24 +94,25 @@ class AtomAttentionBlock(nn.Module):
         self.layernorm_attention = nn.LayerNorm(hidden)
         self.layernorm_ffn = nn.LayerNorm(hidden)
 
-    def qkv_weight(self) -> torch.Tensor:
-        """Queries, keys and values as one product ``[2 * key + hidden + H, C]`` (same function).
+    def qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Query, key, value and query-bias maps ``[key, C]``, ``[key, C]``, ``[C, C]``, ``[H, C]``.
 
         The head-wise maps become block-diagonal, and ``weight_k_lin`` is folded into the query
-        map: ``q . (A k + b) = (A^T q) . k + q . b``. ``q . b`` (the last ``H`` outputs) is the
-        same for all neighbours of a query and cancels in the softmax, but it is kept so that the
-        function, and the parameters taking part in it (DDP needs each one to get a gradient),
-        stay those of the original.
+        map: ``q . (A k + b) = (A^T q) . k + q . b``. ``q . b`` is the same for all neighbours
+        of a query and cancels in the softmax, but it is kept so that the function, and the
+        parameters taking part in it (DDP needs each one to get a gradient), stay those of the
+        original. Four products rather than one stacked one: the backward of slices of a
+        stacked output would zero-fill and copy a full-size gradient per slice.
         """
         heads = self.num_heads
         wq = torch.block_diag(*self.q_lin.weight)  # [key, C]
         dk = wq.shape[0] // heads
         wq_a = (self.weight_k_lin.weight.T @ wq.view(heads, dk, -1)).reshape(wq.shape)  # A^T per head
         wq_b = self.weight_k_lin.bias @ wq.view(heads, dk, -1)  # [H, C]: q . b per head
-        return torch.cat([wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b], 0)
+        return wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b
 
     def _rewritten_weights(self) -> dict[str, torch.Tensor]:
-        """Weights of the rewritten products: :meth:`qkv_weight`, the stacked first edge layers,
+        """Weights of the rewritten products: :meth:`qkv_weights`, the stacked first edge layers,
         and the biases that absorb each shifted softplus (``W (s - c) + b = W s + (b - c W 1)``).
 
         Without gradients they are kept until a parameter changes (in-place updates bump a
@@ -131,7 +132,7 @@ class AtomAttentionBlock(nn.Module):
             return layer.bias - shift * layer.weight.sum(1)
 
         return {
-            "qkv": self.qkv_weight(),
+            **dict(zip(("q", "k", "v", "q_bias"), self.qkv_weights())),
             "edge_w1": torch.cat([k_net[0].weight, v_net[0].weight], 0),
             "edge_b1": torch.cat([k_net[0].bias, v_net[0].bias]),
             "key_b2": absorbed(k_net[2]),
@@ -167,7 +168,7 @@ class AtomAttentionBlock(nn.Module):
         """Update node features (memory is linear in N: K neighbours per atom).
 
         The per-edge value map ``weight_v_lin`` runs after the aggregation (the attention weights
-        sum to one); see :meth:`qkv_weight` and :meth:`edge_modulation` for the other rewrites.
+        sum to one); see :meth:`qkv_weights` and :meth:`edge_modulation` for the other rewrites.
         The attention itself is :func:`tertiary.nn.attention.modulated_neighbour_attention` (the
         numba kernel when sampling on CPU with numba installed; PyTorch in chunks of
         ``EDGE_CHUNK_ELEMENTS`` on CPU otherwise).
@@ -184,15 +185,13 @@ class AtomAttentionBlock(nn.Module):
         """
         n = x.shape[0]
         heads = self.num_heads
-        key = self.q_lin.weight.shape[0] * self.q_lin.weight.shape[1]
         w = self._rewritten_weights()
-        qkv = nn.functional.linear(self.layernorm_attention(x), w["qkv"])  # [N, 2 key + C + H]
+        normed = self.layernorm_attention(x)
+        q, k, v, q_bias = (nn.functional.linear(normed, w[name]) for name in ("q", "k", "v", "q_bias"))
         chunk = EDGE_CHUNK_ELEMENTS if x.device.type == "cpu" else None
         attended = modulated_neighbour_attention(
-            qkv[:, :key].view(n, heads, -1),
-            qkv[:, key : 2 * key].view(n, heads, -1),
-            qkv[:, 2 * key : -heads].view(n, heads, -1),
-            key_scale, value_scale, neighbours, valid, bias=qkv[:, -heads:], scale_index=scale_index,
+            q.view(n, heads, -1), k.view(n, heads, -1), v.view(n, heads, -1),
+            key_scale, value_scale, neighbours, valid, bias=q_bias, scale_index=scale_index,
             chunk_elements=chunk,
         )  # [N, H, dv]
         x = self.weight_v_lin(attended).reshape(n, -1) + x
