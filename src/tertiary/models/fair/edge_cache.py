@@ -20,10 +20,21 @@ _SAME_WIDTH_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch
                    torch.bfloat16: torch.int16}
 
 
-def distinct_lengths(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct edge lengths of one call, ``[S]`` (sorted by bit pattern), and the row of each edge ``[N, K]``."""
-    bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype])
-    lengths, index = torch.unique(bits.reshape(-1), sorted=True, return_inverse=True)
+def distinct_lengths(dist: torch.Tensor, edge_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct edge lengths of one call ``[S]`` and the row of each edge ``[N, K]``.
+
+    Rows are sorted by bit pattern, or with ``edge_order`` by each length's first edge, so that
+    the rows a kernel walks through edge by edge lie close together in memory.
+    """
+    bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype]).reshape(-1)
+    lengths, index = torch.unique(bits, sorted=True, return_inverse=True)
+    if edge_order:
+        first = torch.full_like(lengths, len(bits), dtype=torch.long)
+        first.scatter_reduce_(0, index, torch.arange(len(bits), device=bits.device), "amin")
+        order = torch.argsort(first)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=order.device)
+        lengths, index = lengths[order], rank[index]
     return lengths.view(dist.dtype), index.view(dist.shape)
 
 
@@ -32,7 +43,7 @@ class EdgeScaleCache:
 
     def __init__(self) -> None:
         self._lengths: torch.Tensor | None = None  # [S] sorted bit patterns of the last call
-        self._rows: torch.Tensor | None = None  # [S] row of each of them in the tables
+        self._rows: torch.Tensor | None = None  # [S] row of each of them in the tables (edge order)
         self._tables: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block [S, dk], [S, dv]
 
     @torch.no_grad()
@@ -50,8 +61,9 @@ class EdgeScaleCache:
             ``index [N, K]`` (each edge's row) and, per block, key / value scale tables
             ``[S, dk]`` / ``[S, dv]``.
         """
-        values, inverse = distinct_lengths(dist)
+        values, index = distinct_lengths(dist, edge_order=True)  # table rows in edge order
         lengths = values.view(_SAME_WIDTH_INT[dist.dtype])
+        sorted_lengths, sorted_rows = torch.sort(lengths)  # for the lookup by the next call
         if self._lengths is None or self._rows is None or not len(self._lengths):
             hit = torch.zeros_like(lengths, dtype=torch.bool)
             old_rows = torch.zeros_like(lengths, dtype=torch.long)
@@ -59,20 +71,18 @@ class EdgeScaleCache:
             found = torch.searchsorted(self._lengths, lengths).clamp(max=len(self._lengths) - 1)
             hit = self._lengths[found] == lengths
             old_rows = self._rows[found]
-        # new tables: the reused rows first, then the fresh ones
         reused, fresh = torch.nonzero(hit).squeeze(-1), torch.nonzero(~hit).squeeze(-1)
-        rows = torch.empty(len(lengths), dtype=torch.long, device=lengths.device)
-        rows[reused] = torch.arange(len(reused), device=rows.device)
-        rows[fresh] = torch.arange(len(reused), len(lengths), device=rows.device)
         source = old_rows[reused]
         edge_attr = smearing(values[fresh])
         tables = []
         for b, block in enumerate(blocks):
             computed = block.edge_modulation(edge_attr)
-            if len(reused):
-                key, value = (torch.cat([old.index_select(0, source), new]) for old, new in zip(self._tables[b], computed))
-            else:
-                key, value = computed
-            tables.append((key, value))
-        self._lengths, self._rows, self._tables = lengths, rows, tables
-        return rows[inverse], tables
+            pair = []
+            for part, new in enumerate(computed):
+                table = new.new_empty(len(lengths), new.shape[-1]).index_copy_(0, fresh, new)
+                if len(reused):
+                    table.index_copy_(0, reused, self._tables[b][part].index_select(0, source))
+                pair.append(table)
+            tables.append((pair[0], pair[1]))
+        self._lengths, self._rows, self._tables = sorted_lengths, sorted_rows, tables
+        return index, tables
