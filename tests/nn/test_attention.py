@@ -113,3 +113,22 @@ def test_fused_kernel_without_numba_is_a_clear_error(monkeypatch):
         assert auto.shape == (30, 3, 4)  # falls back to PyTorch
         with pytest.raises(MissingDependencyError, match="numba"):
             modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows, fused=True)
+
+
+def test_a_numba_that_does_not_import_counts_as_absent(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):
+        if name == "numba":
+            raise ImportError("numba needs another numpy")
+        return real_import(name, *args, **kwargs)
+
+    fused_cpu.available.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", broken)
+    try:
+        assert fused_cpu.available() is False
+    finally:
+        monkeypatch.undo()
+        fused_cpu.available.cache_clear()

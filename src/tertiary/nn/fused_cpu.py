@@ -10,18 +10,26 @@ caches them on disk afterwards) and run on one thread.
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import logging
 from typing import Any
 
 import numpy as np
 import torch
 
 _KERNELS: dict[str, Any] = {}
+logger = logging.getLogger(__name__)
 
 
+@functools.cache
 def available() -> bool:
-    """True when numba is installed (the fused kernels can be used)."""
-    return importlib.util.find_spec("numba") is not None
+    """True when numba imports (the fused kernels can be used); a broken install counts as absent."""
+    try:
+        import numba  # noqa: F401
+    except Exception as exc:  # numba raises ImportError, but also e.g. SystemError on a numpy it does not support
+        logger.warning("numba is installed but does not import (%s); using the PyTorch path", exc)
+        return False
+    return True
 
 
 def _jit() -> Any:
@@ -29,7 +37,15 @@ def _jit() -> Any:
 
     # reassociation for vectorised dot products, but no "no infinities" assumption: -inf marks
     # missing edges
-    return numba.njit(fastmath={"reassoc", "contract", "nsz", "arcp"}, error_model="numpy", nogil=True, cache=True)
+    options = {"fastmath": {"reassoc", "contract", "nsz", "arcp"}, "error_model": "numpy", "nogil": True}
+
+    def decorate(fn: Any) -> Any:
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError:  # no writable cache location: compile in every process
+            return numba.njit(**options)(fn)
+
+    return decorate
 
 
 def _forward_kernel() -> Any:
