@@ -207,6 +207,23 @@ def test_duplicate_atoms_and_unknown_names_warn() -> None:
     assert p.atom_mask[0].sum() == 4  # N CA C CB
 
 
+def test_a_residue_listed_twice_under_one_number_is_two_residues() -> None:
+    """Two copies of a residue one after the other under the same number (CrossDocked pocket
+    2jjg_A_2jjg_plp lists GLU A 126 so, 6 A apart): the second starts over with the first
+    atom's name, so it is read as a second residue, with a warning."""
+    first = [_line(1, "N", el="N"), _line(2, "CA"), _line(3, "C"), _line(4, "O", el="O")]
+    second = [_line(9, "N", x=7.0, el="N"), _line(10, "CA", x=7.0), _line(11, "C", x=7.0), _line(12, "O", x=7.0, el="O")]
+    following = [_line(13, "N", num=2, el="N"), _line(14, "CA", num=2)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        p = Protein.from_string("\n".join(first + second + following), name="t.pdb")
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "listed again under the same number" in messages and "line 5" in messages
+    assert len(p.aatype) == 3
+    assert p.atom_positions[0, 1, 0] == 1.0 and p.atom_positions[1, 1, 0] == 7.0
+    assert list(p.residue_index) == [1, 1, 2]
+
+
 # -------------------------------------------------------------------------------------------
 # Writer
 # -------------------------------------------------------------------------------------------

@@ -520,6 +520,19 @@ def protein_from_sites(
         sites = sites.take(~water)
 
     res_of_atom, first = _residue_runs(sites)
+    restarts = first[1:][
+        (sites.chain_id[first[1:]] == sites.chain_id[first[:-1]])
+        & (sites.resseq[first[1:]] == sites.resseq[first[:-1]])
+        & (sites.icode[first[1:]] == sites.icode[first[:-1]])
+    ]
+    if len(restarts):
+        row = int(restarts[0])
+        notes.append(
+            f"{len(restarts)} residue(s) listed again under the same number (first at {sites.record_kind} "
+            f"{int(sites.record[row])}: {sites.resname[row].decode(errors='replace')} "
+            f"{sites.chain_id[row].decode(errors='replace')} {int(sites.resseq[row])} starts over with atom "
+            f"{sites.atom_name[row].decode(errors='replace')!r}): read as separate residues"
+        )
     # Microheterogeneity: keep the atoms carrying the residue's first name.
     resname_codes = _int_codes(sites.resname)
     other_name = resname_codes != resname_codes[first][res_of_atom]
@@ -613,8 +626,8 @@ def protein_from_sites(
 
 
 def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray]:
-    """Residues as runs of equal (chain, number, insertion code): residue of each atom [M]
-    and the first atom of each residue [R]."""
+    """Residues as runs of equal (chain, number, insertion code), split where a residue starts
+    over (:func:`_restarts`): residue of each atom [M] and the first atom of each residue [R]."""
     m = len(sites)
     new_res = np.ones(m, dtype=bool)
     if m:
@@ -624,7 +637,21 @@ def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray]:
             | (sites.resseq[1:] != sites.resseq[:-1])
             | (icode[1:] != icode[:-1])
         )
+        run = np.cumsum(new_res) - 1
+        new_res |= _restarts(sites, run, np.flatnonzero(new_res))
     return np.cumsum(new_res) - 1, np.flatnonzero(new_res)
+
+
+def _restarts(sites: AtomSites, run: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Atoms [M] (bool) at which a run starts over: its first atom's name again, neither with an
+    alternate location. Two copies of a residue listed one after the other under one number
+    (e.g. two copies of a chain at an interface, both labelled A) are two residues; a single
+    repeated atom that is not the first stays a duplicate of its residue."""
+    name = _int_codes(sites.atom_name)
+    plain = sites.altloc == b""
+    again = (name == name[first][run]) & plain & plain[first][run]
+    again[first] = False
+    return again
 
 
 def _int_codes(values: np.ndarray) -> np.ndarray:
