@@ -519,12 +519,7 @@ def protein_from_sites(
     if water.any():
         sites = sites.take(~water)
 
-    res_of_atom, first = _residue_runs(sites)
-    restarts = first[1:][
-        (sites.chain_id[first[1:]] == sites.chain_id[first[:-1]])
-        & (sites.resseq[first[1:]] == sites.resseq[first[:-1]])
-        & (sites.icode[first[1:]] == sites.icode[first[:-1]])
-    ]
+    res_of_atom, first, restarts = _residue_runs(sites)
     if len(restarts):
         row = int(restarts[0])
         notes.append(
@@ -545,7 +540,7 @@ def protein_from_sites(
             f"{sites.resname[first][res_of_atom[row]].decode(errors='replace')})"
         )
         sites = sites.take(~other_name)
-        res_of_atom, first = _residue_runs(sites)
+        res_of_atom, first, _ = _residue_runs(sites)
 
     # Residue classes: one lookup per distinct residue name.
     name_codes, name_of_res = _unique_codes(sites.resname[first])
@@ -625,11 +620,13 @@ def protein_from_sites(
     )
 
 
-def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray]:
+def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Residues as runs of equal (chain, number, insertion code), split where a residue starts
-    over (:func:`_restarts`): residue of each atom [M] and the first atom of each residue [R]."""
+    over (:func:`_restarts`): residue of each atom [M], the first atom of each residue [R] and
+    the atoms where a residue started over [restarts]."""
     m = len(sites)
     new_res = np.ones(m, dtype=bool)
+    restarts = np.zeros(0, dtype=np.int64)
     if m:
         chain, icode = _int_codes(sites.chain_id), _int_codes(sites.icode)
         new_res[1:] = (
@@ -637,9 +634,10 @@ def _residue_runs(sites: AtomSites) -> tuple[np.ndarray, np.ndarray]:
             | (sites.resseq[1:] != sites.resseq[:-1])
             | (icode[1:] != icode[:-1])
         )
-        run = np.cumsum(new_res) - 1
-        new_res |= _restarts(sites, run, np.flatnonzero(new_res))
-    return np.cumsum(new_res) - 1, np.flatnonzero(new_res)
+        again = _restarts(sites, np.cumsum(new_res) - 1, np.flatnonzero(new_res))
+        restarts = np.flatnonzero(again)
+        new_res |= again
+    return np.cumsum(new_res) - 1, np.flatnonzero(new_res), restarts
 
 
 def _restarts(sites: AtomSites, run: np.ndarray, first: np.ndarray) -> np.ndarray:
