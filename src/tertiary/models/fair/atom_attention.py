@@ -170,8 +170,8 @@ class AtomAttentionBlock(nn.Module):
         The per-edge value map ``weight_v_lin`` runs after the aggregation (the attention weights
         sum to one); see :meth:`qkv_weights` and :meth:`edge_modulation` for the other rewrites.
         The attention itself is :func:`tertiary.nn.attention.modulated_neighbour_attention` (the
-        numba kernel when sampling on CPU with numba installed; PyTorch in chunks of
-        ``EDGE_CHUNK_ELEMENTS`` on CPU otherwise).
+        numba kernels on CPU with numba installed, sampling and training; otherwise PyTorch, in
+        chunks of ``EDGE_CHUNK_ELEMENTS`` when sampling on CPU).
 
         Args:
             x: ``[N, C]`` atom features (all complexes of a batch, flat).

@@ -1,12 +1,12 @@
-"""Edge-MLP outputs of the atom blocks, computed once per distinct edge length (sampling only).
+"""Edge-MLP outputs of the atom blocks, computed once per distinct edge length.
 
 Each atom block scales keys and values by MLPs of the Gaussian-expanded edge length, a function
 of one float. Within one encoder call the two directions of an edge have the same length to the
 bit, and across the calls of one ``generate`` every edge between two atoms that do not move
 (context residues) keeps its length. :class:`EdgeScaleCache` therefore evaluates the MLPs once
 per distinct length (float bit pattern) and keeps the last call's table, so a call computes only
-the lengths that are new since the previous one (about half of all edges on CrossDocked
-pockets). The results are the same function: each row is the same MLP of the same input.
+the lengths that are new since the previous one (those of edges touching a designed residue or
+the ligand). The results are the same function: each row is the same MLP of the same input.
 Training uses :func:`distinct_lengths` alone (no reuse across calls: the weights change).
 """
 

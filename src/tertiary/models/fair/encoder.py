@@ -15,8 +15,8 @@ from torch import nn
 
 from .atom_attention import AtomAttentionBlock, GaussianSmearing
 from .config import FairConfig
-from .edge_cache import EdgeScaleCache, distinct_lengths
 from .coordinate_updates import LigandContactUpdate, residue_messages
+from .edge_cache import EdgeScaleCache, distinct_lengths
 from .graphs import gather_nodes, knn, pack_index
 from .residue_features import EDGE_DIM, ResiduePropertyEmbedding, ligand_edge_features, residue_edge_features
 from .residue_transformer import ResidueTransformerLayer
