@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import gc
 import json
 import logging
 import math
@@ -274,6 +275,10 @@ class Trainer:
         finally:
             if logger:
                 logger.close()
+            # the DDP reducer goes before its process group: with gloo (torch 2.13) a reducer
+            # that outlives the group can abort the process at exit
+            self.wrapped = self.model
+            gc.collect()
             shutdown(self.dist)
         return val
 

@@ -4,6 +4,7 @@ export of a run, and a small model that overfits three real complexes."""
 from __future__ import annotations
 
 import csv
+import gc
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,10 @@ def _ddp_rank(rank: int, world: int, init_file: str, dataset: str, out_dir: str)
         total.backward()
         grads = torch.cat([p.grad.flatten() for p in model.module.parameters()])
         torch.save(grads, Path(out_dir) / f"grad{rank}.pt")
+        # torch 2.13 + gloo: a DDP reducer that outlives its process group aborts the process at
+        # exit in about one run in four (SIGABRT, 'terminate called without an active exception')
+        del model
+        gc.collect()
     finally:
         dist.destroy_process_group()
 
