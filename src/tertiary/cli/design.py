@@ -60,20 +60,23 @@ def vina_reference(pocket: object, ligand: object) -> object:
                          name=f"{pocket.name} (input)")
 
 
+#: The Vina columns of a design row (kcal/mol; empty where not scored).
+VINA_COLUMNS = ("vina_score", "vina_minimized", "vina_input", "vina_input_minimized")
+
+
 def vina_design_scores(pocket: object, result: object, ligand: object, rows: list[dict[str, object]],
                        reference: object | None) -> list[str]:
-    """Add ``vina_score`` / ``vina_minimized`` / ``vina_input`` / ``vina_input_minimized`` (kcal/mol)
-    to each row; returns
-    one message per design that could not be scored (its columns stay empty)."""
+    """Add the :data:`VINA_COLUMNS` to each row; returns one message per design that could not be
+    scored (its design columns stay empty)."""
     from tertiary.data.pocket import pocket_to_protein
     from tertiary.models.fair.vina import score_complex
 
     errors = []
     n_lig = len(pocket.ligand_elements)
     for k, row in enumerate(rows):
-        row.update(vina_score="", vina_minimized="",
-                   vina_input=round(reference.score, 3) if reference is not None else "",
-                   vina_input_minimized=round(reference.minimized, 3) if reference is not None else "")
+        row.update(dict.fromkeys(VINA_COLUMNS, ""))
+        if reference is not None:
+            row.update(vina_input=round(reference.score, 3), vina_input_minimized=round(reference.minimized, 3))
         try:
             designed = pocket_to_protein(pocket, result.aatype[k].numpy(), result.positions[k].numpy(),
                                       result.atom_names[k].numpy(), name=str(row["design"]))

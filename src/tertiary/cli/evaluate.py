@@ -26,7 +26,8 @@ import torch
 
 from tertiary.errors import InputError, TertiaryError
 
-from .design import add_model_arguments, design_rows, load_model, vina_design_scores, vina_reference
+from .design import (VINA_COLUMNS, add_model_arguments, design_rows, load_model, vina_design_scores,
+                     vina_reference)
 
 
 def read_set(folder: Path, held_out: str | None = None) -> list[dict[str, str]]:
@@ -99,7 +100,7 @@ def evaluate_pocket(row: dict[str, str], args: argparse.Namespace, model: object
             cpu_s = round(time.process_time() - t0, 3)
             if args.vina:
                 if ligand is None:
-                    design[0].update(vina_score="", vina_minimized="", vina_input="", vina_input_minimized="")
+                    design[0].update(dict.fromkeys(VINA_COLUMNS, ""))
                 for msg in vina_design_scores(pocket, res, ligand, design, reference) if ligand else []:
                     out["vina_failures"].append(_failure(row, f"seed {seed}: {msg}"))
             record = {"index": row["index"], "seed": seed, **design[0], "cpu_s": cpu_s}
@@ -201,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
             "fair_rmsd_formula": summarise([float(r["fair_rmsd_formula"]) for r in sel]),
         }
         if args.vina:
-            for key in ("vina_score", "vina_minimized", "vina_input", "vina_input_minimized"):
+            for key in VINA_COLUMNS:
                 summary[str(seed)][key] = summarise([float(r[key]) for r in sel if r.get(key, "") != ""])
             both = [r for r in sel if r.get("vina_minimized", "") != "" and r.get("vina_input_minimized", "") != ""]
             summary[str(seed)]["vina_minimized_below_input"] = sum(
@@ -233,7 +234,7 @@ def _run(args: argparse.Namespace) -> int:
             if s["aar"]["n"]:
                 vina.add_row(seed, str(s["vina_score"]["n"]), *(
                     f"{s[k]['mean']:.2f}" if s[k]["n"] else "-"
-                    for k in ("vina_score", "vina_minimized", "vina_input", "vina_input_minimized")),
+                    for k in VINA_COLUMNS),
                     str(s["vina_minimized_below_input"]))
         Console().print(vina)
     if failures:
