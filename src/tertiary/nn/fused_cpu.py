@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 
-_KERNELS: dict[str, Any] = {}
 logger = logging.getLogger(__name__)
 
 
@@ -48,6 +47,7 @@ def _jit() -> Any:
     return decorate
 
 
+@functools.cache  # compiled (or loaded from numba's cache) once per process
 def _forward_kernel() -> Any:
     @_jit()
     def forward(q, keys, values, key_scale, value_scale, rows, nbr, valid, bias, weights, out):  # pragma: no cover
@@ -104,6 +104,7 @@ def _forward_kernel() -> Any:
     return forward
 
 
+@functools.cache
 def _backward_kernel() -> Any:
     @_jit()
     def backward(q, keys, values, key_scale, value_scale, rows, nbr, valid, weights, grad_out,
@@ -152,12 +153,6 @@ def _backward_kernel() -> Any:
     return backward
 
 
-def _kernel(name: str) -> Any:
-    if name not in _KERNELS:
-        _KERNELS[name] = {"forward": _forward_kernel, "backward": _backward_kernel}[name]()
-    return _KERNELS[name]
-
-
 def _array(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
     return t.detach().to(dtype).contiguous().numpy()
 
@@ -175,7 +170,7 @@ class _ModulatedNeighbourAttention(torch.autograd.Function):
         weights = np.empty((n, heads, k), np.float32)
         out = np.empty((n, heads * values.shape[-1]), np.float32)
         mask = _array(valid, torch.bool)
-        _kernel("forward")(*flat, mask, _array(bias), weights, out)
+        _forward_kernel()(*flat, mask, _array(bias), weights, out)
         ctx.flat, ctx.mask, ctx.weights = flat, mask, weights
         ctx.shapes = (q.shape, keys.shape, values.shape, key_scale.shape, value_scale.shape, bias.shape)
         return torch.from_numpy(out).view(n, heads, -1)
@@ -186,7 +181,7 @@ class _ModulatedNeighbourAttention(torch.autograd.Function):
         grads = [np.zeros_like(a) for a in (q, keys, values, key_scale, value_scale)]
         grad_bias = np.zeros(ctx.shapes[-1], np.float32)
         go = _array(grad_out.reshape(grad_out.shape[0], -1))
-        _kernel("backward")(q, keys, values, key_scale, value_scale, rows, nbr, ctx.mask, ctx.weights, go, *grads,
+        _backward_kernel()(q, keys, values, key_scale, value_scale, rows, nbr, ctx.mask, ctx.weights, go, *grads,
                             grad_bias)
         gq, gk, gv, gks, gvs = (torch.from_numpy(g).view(s) for g, s in zip(grads, ctx.shapes))
         return gq, gk, gv, gks, gvs, None, None, None, torch.from_numpy(grad_bias)
