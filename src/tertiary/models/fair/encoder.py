@@ -84,8 +84,10 @@ class HierarchicalEncoder(nn.Module):
         h = torch.gather(ctx_h, 1, idx.unsqueeze(-1).expand(-1, -1, c)).reshape(b * p, c)
         nbr, nvalid = knn(packed_pos, valid, self.config.atom_knn, chunk_size)
         dist = torch.norm(packed_pos.unsqueeze(2) - gather_nodes(packed_pos, nbr), dim=-1).reshape(b * p, -1)
-        flat_nbr = (nbr + p * torch.arange(b, device=nbr.device)[:, None, None]).reshape(b * p, -1)
+        rows, flat_nbr = _compact_rows(valid, nbr, nvalid)
         flat_valid = nvalid.reshape(b * p, -1)
+        if rows is not None:
+            h, dist, flat_valid = h.index_select(0, rows), dist.index_select(0, rows), flat_valid.index_select(0, rows)
         if edge_cache is not None and not torch.is_grad_enabled():
             scale_index, scales = edge_cache.scales(dist, self.atom_blocks, self.distance_expansion)
         else:
@@ -94,8 +96,11 @@ class HierarchicalEncoder(nn.Module):
             scales = [block.edge_modulation(edge_attr) for block in self.atom_blocks]
         for block, (key_scale, value_scale) in zip(self.atom_blocks, scales):
             h = block(h, flat_nbr, flat_valid, key_scale, value_scale, scale_index)
-        h = h.view(b, p, c) * valid.unsqueeze(-1)
-        full = torch.zeros_like(ctx_h).scatter_add(1, idx.unsqueeze(-1).expand(-1, -1, c), h)
+        m = ctx_h.shape[1]
+        target = (idx + m * torch.arange(b, device=idx.device)[:, None]).reshape(-1)  # row in [B * M]
+        if rows is not None:
+            target = target.index_select(0, rows)
+        full = torch.zeros_like(ctx_h).view(b * m, c).index_copy(0, target, h).view(b, m, c)
         n_prot = r * NUM_SLOTS
         return full[:, :n_prot].view(b, r, NUM_SLOTS, c), full[:, n_prot:], nbr
 
@@ -196,3 +201,32 @@ class HierarchicalEncoder(nn.Module):
         delta = (new_p - p_pos) * pvalid.unsqueeze(-1)
         positions = flat_pos.scatter_add(1, gather3, delta).view(b, r, NUM_SLOTS, 3)
         return EncoderOutput(h_atom, h_ligand, h_res, positions, ligand_positions, atom_edges, nbr)
+
+
+def _compact_rows(
+    valid: torch.Tensor, nbr: torch.Tensor, nvalid: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Rows of the real atoms of a packed batch, and the neighbour lists in those rows.
+
+    Complexes of a batch are packed to a common length ``P``; atom blocks then run on the real
+    atoms only (``T = sum of counts`` rows instead of ``B * P``: padding was 14-20 % of a
+    training batch of 4 pockets). A batch without padding keeps its ``B * P`` rows.
+
+    Args:
+        valid: ``[B, P]`` real packed atoms (a prefix of each row, see :func:`.graphs.pack_index`).
+        nbr / nvalid: ``[B, P, K]`` kNN graph within each complex.
+
+    Returns:
+        ``rows [T]`` (flat ``b * P + i`` of each real atom; None when no atom is padding) and
+        ``neighbours [T or B * P, K]`` as rows of that list (missing edges point at their
+        complex's first row).
+    """
+    b, p, k = nbr.shape
+    counts = valid.sum(1)
+    if bool(valid.all()):
+        offsets = p * torch.arange(b, device=nbr.device)
+        return None, (nbr + offsets[:, None, None]).reshape(b * p, k)
+    offsets = counts.cumsum(0) - counts  # first row of each complex among the real atoms
+    flat_nbr = torch.where(nvalid, nbr, 0) + offsets[:, None, None]
+    rows = torch.nonzero(valid.reshape(-1)).squeeze(-1)
+    return rows, flat_nbr.reshape(b * p, k).index_select(0, rows)
