@@ -1,4 +1,5 @@
-"""CPU kernels compiled with numba (optional extra ``fast``) for graph-attention hot loops.
+"""CPU kernels compiled with numba (optional extra ``fast``) for graph hot loops: kNN search and
+graph attention.
 
 PyTorch runs gather-then-reduce graph attention as a chain of passes over per-edge tensors
 (gather, scale, multiply, sum, softmax, multiply, sum, and as many again backwards), each
@@ -31,12 +32,16 @@ def available() -> bool:
     return True
 
 
-def _jit() -> Any:
+def _jit(exact: bool = False) -> Any:
+    """numba's ``njit`` with an on-disk cache; ``exact``: IEEE float arithmetic as written (no
+    reassociation or fused multiply-add), for results that must equal PyTorch's to the bit."""
     import numba
 
     # reassociation for vectorised dot products, but no "no infinities" assumption: -inf marks
     # missing edges
     options = {"fastmath": {"reassoc", "contract", "nsz", "arcp"}, "error_model": "numpy", "nogil": True}
+    if exact:
+        options["fastmath"] = False
 
     def decorate(fn: Any) -> Any:
         try:
@@ -45,6 +50,64 @@ def _jit() -> Any:
             return numba.njit(**options)(fn)
 
     return decorate
+
+
+@functools.cache  # compiled (or loaded from numba's cache) once per process
+def _knn_kernel() -> Any:
+    @_jit(exact=True)
+    def knn(coords, mask, index, finite):  # pragma: no cover
+        n_batch, n, kk = index.shape
+        best = np.empty(kk, np.float32)
+        d2 = np.empty(n, np.float32)
+        inf = np.float32(np.inf)
+        for b in range(n_batch):
+            x, y, z = coords[b, 0], coords[b, 1], coords[b, 2]
+            for i in range(n):
+                for j in range(n):  # the same float32 operations in the same order as the PyTorch path
+                    d = (x[i] - x[j]) * (x[i] - x[j])
+                    d += (y[i] - y[j]) * (y[i] - y[j])
+                    d += (z[i] - z[j]) * (z[i] - z[j])
+                    d2[j] = d if mask[b, i] and mask[b, j] and j != i else inf
+                filled = 0
+                for j in range(n):
+                    d = d2[j]
+                    if filled == kk and not d < best[kk - 1]:
+                        continue  # equal distances: the lower index, seen first, stays first
+                    slot = filled if filled < kk else kk - 1
+                    while slot > 0 and d < best[slot - 1]:
+                        best[slot] = best[slot - 1]
+                        index[b, i, slot] = index[b, i, slot - 1]
+                        slot -= 1
+                    best[slot] = d
+                    index[b, i, slot] = j
+                    filled = min(kk, filled + 1)
+                for s in range(kk):
+                    finite[b, i, s] = best[s] < inf
+
+    return knn
+
+
+def knn(pos: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k nearest neighbours within each complex, as :func:`tertiary.models.fair.graphs.knn`.
+
+    One pass over each node's candidates keeps the ``k`` smallest exact float32 squared
+    distances, ties to the lower index (a stable sort's choice and order), without the
+    ``[B, N, N]`` distance tensor.
+
+    Args:
+        pos: ``[B, N, 3]`` float32 CPU coordinates; mask: ``[B, N]`` real nodes.
+        k: neighbours per node, at most ``N - 1``.
+
+    Returns:
+        ``index [B, N, k]`` (nearest first; rows of padded nodes list the lowest indices) and
+        ``valid [B, N, k]``.
+    """
+    b, n = mask.shape
+    index = np.empty((b, n, k), np.int64)
+    finite = np.empty((b, n, k), np.bool_)
+    if k > 0:
+        _knn_kernel()(_array(pos.transpose(1, 2)), _array(mask, torch.bool), index, finite)
+    return torch.from_numpy(index), torch.from_numpy(finite)
 
 
 @functools.cache  # compiled (or loaded from numba's cache) once per process

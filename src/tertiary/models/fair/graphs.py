@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from tertiary.nn import fused_cpu
+
 
 def knn(
     pos: torch.Tensor, mask: torch.Tensor, k: int, chunk_size: int | None = None
@@ -20,6 +22,8 @@ def knn(
         mask: ``[B, N]`` True for real nodes.
         k: neighbours per node (fewer where a complex has fewer than ``k + 1`` nodes).
         chunk_size: query nodes per distance block (memory ``B * chunk_size * N``; None = all).
+            Float32 CPU coordinates with numba installed use :func:`tertiary.nn.fused_cpu.knn`
+            instead (no distance block; the same neighbours in the same order).
 
     Returns:
         ``index [B, N, k']`` (into the padded node axis, nearest first, ties to the lower index) and ``valid [B, N, k']``
@@ -27,6 +31,8 @@ def knn(
     """
     n = pos.shape[1]
     kk = max(0, min(k, n - 1))
+    if pos.device.type == "cpu" and pos.dtype == torch.float32 and fused_cpu.available():
+        return fused_cpu.knn(pos, mask, kk)
     step = n if chunk_size is None else max(1, chunk_size)
     indices, valids = [], []
     coords = pos.transpose(1, 2)  # [B, 3, N]: one coordinate at a time, no [B, n, N, 3] temporary
