@@ -110,6 +110,63 @@ def knn(pos: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     return torch.from_numpy(index), torch.from_numpy(finite)
 
 
+@functools.cache
+def _first_use_kernel() -> Any:
+    @_jit(exact=True)
+    def first_use(keys, previous, index, distinct, source):  # pragma: no cover
+        size = 16
+        while size < 2 * (len(keys) + len(previous)):
+            size *= 2
+        shift = np.uint64(64 - int(np.log2(size)))
+        mult = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+        slot_key = np.empty(size, keys.dtype)
+        used = np.zeros(size, np.bool_)
+        slot_row = np.full(size, -1, np.int64)  # row in this call
+        slot_prev = np.full(size, -1, np.int64)  # row in ``previous``
+        for r in range(len(previous)):
+            h = (np.uint64(previous[r]) * mult) >> shift
+            while used[h] and slot_key[h] != previous[r]:
+                h = (h + np.uint64(1)) & np.uint64(size - 1)
+            used[h], slot_key[h], slot_prev[h] = True, previous[r], r
+        count = 0
+        for e in range(len(keys)):
+            h = (np.uint64(keys[e]) * mult) >> shift
+            while used[h] and slot_key[h] != keys[e]:
+                h = (h + np.uint64(1)) & np.uint64(size - 1)
+            if not used[h]:
+                used[h], slot_key[h] = True, keys[e]
+            if slot_row[h] < 0:
+                slot_row[h] = count
+                distinct[count] = keys[e]
+                source[count] = slot_prev[h]
+                count += 1
+            index[e] = slot_row[h]
+        return count
+
+    return first_use
+
+
+def first_use_rows(keys: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct values of ``keys`` in order of first use, and where each was in ``previous``.
+
+    A hash table instead of sorting (PyTorch's ``unique`` and ``searchsorted``).
+
+    Args:
+        keys: ``[E]`` integers (e.g. float bit patterns); previous: ``[S']`` distinct integers of
+            the same dtype.
+
+    Returns:
+        ``index [E]`` (row of each key), ``distinct [S]`` (row order = first use) and
+        ``source [S]`` (row of each distinct key in ``previous``, -1 where absent).
+    """
+    k = keys.detach().contiguous().numpy()
+    index = np.empty(len(k), np.int64)
+    distinct = np.empty(len(k), k.dtype)
+    source = np.empty(len(k), np.int64)
+    count = _first_use_kernel()(k, previous.detach().to(keys.dtype).contiguous().numpy(), index, distinct, source)
+    return torch.from_numpy(index), torch.from_numpy(distinct[:count]), torch.from_numpy(source[:count])
+
+
 @functools.cache  # compiled (or loaded from numba's cache) once per process
 def _forward_kernel() -> Any:
     @_jit()

@@ -15,26 +15,47 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tertiary.nn import fused_cpu
+
 # distances are compared by bit pattern (an integer view of the same width)
 _SAME_WIDTH_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
                    torch.bfloat16: torch.int16}
 
 
-def distinct_lengths(dist: torch.Tensor, edge_order: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distinct edge lengths of one call ``[S]`` and the row of each edge ``[N, K]``.
+def first_use_rows(
+    keys: torch.Tensor, previous: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct integers ``[S]`` of ``keys [E]`` in order of first use, each key's row ``[E]``,
+    and each distinct key's row in ``previous`` (``[S]``, -1 where absent or no ``previous``).
 
-    Rows are sorted by bit pattern, or with ``edge_order`` by each length's first edge, so that
-    the rows a kernel walks through edge by edge lie close together in memory.
+    Rows in first-use order put the rows a kernel walks through edge by edge close together in
+    memory. The numba kernel :func:`tertiary.nn.fused_cpu.first_use_rows` when it applies,
+    otherwise sorting (the same result).
     """
+    if previous is None:
+        previous = keys.new_empty(0)
+    if keys.device.type == "cpu" and fused_cpu.available():
+        return fused_cpu.first_use_rows(keys, previous)
+    distinct, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+    first = torch.full_like(distinct, len(keys), dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(len(keys), device=keys.device), "amin")
+    order = torch.argsort(first)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order), device=order.device)
+    distinct, index = distinct[order], rank[inverse]
+    source = torch.full_like(distinct, -1, dtype=torch.long)
+    if len(previous):
+        known, known_rows = torch.sort(previous)
+        found = torch.searchsorted(known, distinct).clamp(max=len(known) - 1)
+        source = torch.where(known[found] == distinct, known_rows[found], source)
+    return index, distinct, source
+
+
+def distinct_lengths(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct edge lengths of one call ``[S]`` (in order of first use) and the row of each
+    edge ``[N, K]``."""
     bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype]).reshape(-1)
-    lengths, index = torch.unique(bits, sorted=True, return_inverse=True)
-    if edge_order:
-        first = torch.full_like(lengths, len(bits), dtype=torch.long)
-        first.scatter_reduce_(0, index, torch.arange(len(bits), device=bits.device), "amin")
-        order = torch.argsort(first)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(len(order), device=order.device)
-        lengths, index = lengths[order], rank[index]
+    index, lengths, _ = first_use_rows(bits)
     return lengths.view(dist.dtype), index.view(dist.shape)
 
 
@@ -42,8 +63,7 @@ class EdgeScaleCache:
     """Per-length key / value scales of a stack of atom blocks, kept from one call to the next."""
 
     def __init__(self) -> None:
-        self._lengths: torch.Tensor | None = None  # [S] sorted bit patterns of the last call
-        self._rows: torch.Tensor | None = None  # [S] row of each of them in the tables (edge order)
+        self._lengths: torch.Tensor | None = None  # [S] bit patterns of the last call's table rows
         self._tables: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block [S, dk], [S, dv]
 
     @torch.no_grad()
@@ -61,18 +81,11 @@ class EdgeScaleCache:
             ``index [N, K]`` (each edge's row) and, per block, key / value scale tables
             ``[S, dk]`` / ``[S, dv]``.
         """
-        values, index = distinct_lengths(dist, edge_order=True)  # table rows in edge order
-        lengths = values.view(_SAME_WIDTH_INT[dist.dtype])
-        sorted_lengths, sorted_rows = torch.sort(lengths)  # for the lookup by the next call
-        if self._lengths is None or self._rows is None or not len(self._lengths):
-            hit = torch.zeros_like(lengths, dtype=torch.bool)
-            old_rows = torch.zeros_like(lengths, dtype=torch.long)
-        else:
-            found = torch.searchsorted(self._lengths, lengths).clamp(max=len(self._lengths) - 1)
-            hit = self._lengths[found] == lengths
-            old_rows = self._rows[found]
-        reused, fresh = torch.nonzero(hit).squeeze(-1), torch.nonzero(~hit).squeeze(-1)
-        source = old_rows[reused]
+        bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype]).reshape(-1)
+        index, lengths, source = first_use_rows(bits, self._lengths)
+        values = lengths.view(dist.dtype)
+        reused, fresh = torch.nonzero(source >= 0).squeeze(-1), torch.nonzero(source < 0).squeeze(-1)
+        source = source[reused]
         edge_attr = smearing(values[fresh])
         tables = []
         for b, block in enumerate(blocks):
@@ -84,5 +97,5 @@ class EdgeScaleCache:
                     table.index_copy_(0, reused, self._tables[b][part].index_select(0, source))
                 pair.append(table)
             tables.append((pair[0], pair[1]))
-        self._lengths, self._rows, self._tables = sorted_lengths, sorted_rows, tables
-        return index, tables
+        self._lengths, self._tables = lengths, tables
+        return index.view(dist.shape), tables

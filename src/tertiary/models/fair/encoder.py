@@ -91,7 +91,7 @@ class HierarchicalEncoder(nn.Module):
         if edge_cache is not None and not torch.is_grad_enabled():
             scale_index, scales = edge_cache.scales(dist, self.atom_blocks, self.distance_expansion)
         else:
-            lengths, scale_index = distinct_lengths(dist, edge_order=True)
+            lengths, scale_index = distinct_lengths(dist)
             edge_attr = self.distance_expansion(lengths)
             scales = [block.edge_modulation(edge_attr) for block in self.atom_blocks]
         for block, (key_scale, value_scale) in zip(self.atom_blocks, scales):
