@@ -38,9 +38,9 @@ class Recorder:
         self.calls: list = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None, edge_cache=None):
+        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None):
             snap = {k: v.clone() for k, v in vars(inp).items()}
-            out, logits = inner(inp, backbone, generator, chunk_size, edge_cache)
+            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales)
             self.calls.append((snap, backbone, logits.clone(), out))
             return out, logits
 
@@ -277,11 +277,12 @@ def test_atom_block_sampling_path_equals_training_path() -> None:
     torch.testing.assert_close(sampled, trained.detach(), rtol=1e-5, atol=1e-5)
 
 
-def test_edge_scale_cache_matches_direct_mlp_and_reuses_lengths() -> None:
-    """Scales looked up per distinct edge length equal the per-edge MLPs; a second call
-    computes only the lengths it has not seen in the call before."""
+@pytest.mark.parametrize("grad", [False, True])
+def test_edge_scales_match_direct_mlp_and_share_lengths(grad) -> None:
+    """Scales looked up per distinct edge length equal the per-edge MLPs; a call computes only
+    the lengths that are not shared; with gradients the shared rows collect every call's."""
     from tertiary.models.fair.atom_attention import AtomAttentionBlock, GaussianSmearing
-    from tertiary.models.fair.edge_cache import EdgeScaleCache
+    from tertiary.models.fair.edge_cache import EdgeScales
 
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList(AtomAttentionBlock(32, 16, 32, 4) for _ in range(2))
@@ -298,18 +299,28 @@ def test_edge_scale_cache_matches_direct_mlp_and_reuses_lengths() -> None:
             return inner(edge_attr)
 
         block.edge_modulation = spy  # type: ignore[method-assign]
-    cache = EdgeScaleCache()
     moved = dist.clone()
-    moved[:5] += 0.5  # the second call: 5 atoms moved
-    for d, expected_new in ((dist, len(torch.unique(dist))), (moved, len(torch.unique(moved[:5])))):
-        seen.clear()
-        index, tables = cache.scales(d, blocks, smearing)
-        assert seen == [expected_new] * 2
-        with torch.no_grad():
-            for block, (key_table, value_table) in zip(blocks, tables):
-                key, value = AtomAttentionBlock.edge_modulation(block, smearing(d))
-                torch.testing.assert_close(key_table[index], key, rtol=1e-5, atol=1e-6)
-                torch.testing.assert_close(value_table[index], value, rtol=1e-5, atol=1e-6)
+    moved[:5] += 0.5  # 5 atoms moved
+    with torch.set_grad_enabled(grad):
+        shared = EdgeScales.build(dist[5:], blocks, smearing)  # the atoms that stay
+        calls = []
+        for d in (dist, moved):
+            seen.clear()
+            index, tables = shared.lookup(d, blocks, smearing)
+            new = len(torch.unique(d)) - int(torch.isin(torch.unique(d), torch.unique(dist[5:])).sum())
+            assert seen == [new] * 2
+            calls.append((d, index, tables))
+    for d, index, tables in calls:
+        for block, (key_table, value_table) in zip(blocks, tables):
+            key, value = AtomAttentionBlock.edge_modulation(block, smearing(d))
+            torch.testing.assert_close(key_table[index], key, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(value_table[index], value, rtol=1e-5, atol=1e-6)
+    if grad:  # the shared rows' gradient is the sum over both calls
+        sum(t[i].sum() for _, i, ts in calls for t in ts[0]).backward()
+        shared_grad = blocks[0].weight_k_net[2].weight.grad.clone()
+        blocks.zero_grad()
+        sum(AtomAttentionBlock.edge_modulation(blocks[0], smearing(d))[p].sum() for d, _, _ in calls for p in (0, 1)).backward()
+        torch.testing.assert_close(shared_grad, blocks[0].weight_k_net[2].weight.grad, rtol=1e-5, atol=1e-5)
 
 
 def test_gaussian_smearing_same_with_and_without_gradients() -> None:

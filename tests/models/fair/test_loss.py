@@ -35,8 +35,8 @@ class Recorder:
         self.calls: list[tuple[object, bool, torch.Tensor, object]] = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None):
-            out, logits = inner(inp, backbone, generator, chunk_size)
+        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None):
+            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales)
             self.calls.append((inp, backbone, logits, out))
             return out, logits
 
@@ -143,3 +143,23 @@ def test_gradients_reach_every_trained_parameter() -> None:
     no_grad = [n for n, p in model.named_parameters()
                if n not in cancels and (p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.any())]
     assert not no_grad, no_grad
+
+
+def test_shared_edge_rows_give_the_same_loss_and_gradients() -> None:
+    """Context edges evaluated once per step (shared rows) vs in every call: same function."""
+    from tertiary.models.fair.edge_cache import EdgeScales
+
+    _, batch = example_batch(2)
+    results = []
+    for share in (True, False):
+        model = tiny(4)
+        if not share:
+            model.encoder.shared_edge_scales = lambda positions, mask: EdgeScales()  # type: ignore[method-assign]
+        total, _ = training_loss(model, batch, torch.Generator().manual_seed(0))
+        total.backward()
+        results.append((total.detach(), {n: p.grad for n, p in model.named_parameters() if p.grad is not None}))
+    (shared_loss, shared_grads), (plain_loss, plain_grads) = results
+    torch.testing.assert_close(shared_loss, plain_loss, rtol=1e-5, atol=1e-6)
+    assert shared_grads.keys() == plain_grads.keys()
+    for name, grad in plain_grads.items():
+        torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)

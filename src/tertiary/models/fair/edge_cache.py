@@ -2,12 +2,13 @@
 
 Each atom block scales keys and values by MLPs of the Gaussian-expanded edge length, a function
 of one float. Within one encoder call the two directions of an edge have the same length to the
-bit, and across the calls of one ``generate`` every edge between two atoms that do not move
-(context residues) keeps its length. :class:`EdgeScaleCache` therefore evaluates the MLPs once
-per distinct length (float bit pattern) and keeps the last call's table, so a call computes only
-the lengths that are new since the previous one (those of edges touching a designed residue or
-the ligand). The results are the same function: each row is the same MLP of the same input.
-Training uses :func:`distinct_lengths` alone (no reuse across calls: the weights change).
+bit, so the MLPs run once per distinct length (float bit pattern) and the attention kernels look
+rows up by index. Across the encoder calls of one ``generate`` or one training step the context
+atoms (residues that are not designed) do not move, so :class:`EdgeScales` evaluates the lengths
+of their kNN edges once (``HierarchicalEncoder.shared_edge_scales``) and each call computes only
+the lengths that are not among them (edges touching a designed residue or the ligand). Every
+row is the same MLP of the same input; with gradients the shared rows collect the gradient of
+all the calls that use them.
 """
 
 from __future__ import annotations
@@ -59,18 +60,31 @@ def distinct_lengths(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lengths.view(dist.dtype), index.view(dist.shape)
 
 
-class EdgeScaleCache:
-    """Per-length key / value scales of a stack of atom blocks, kept from one call to the next."""
+class EdgeScales:
+    """Key / value scales of a stack of atom blocks for a set of shared edge lengths.
 
-    def __init__(self) -> None:
-        self._lengths: torch.Tensor | None = None  # [S] bit patterns of the last call's table rows
-        self._tables: list[tuple[torch.Tensor, torch.Tensor]] = []  # per block [S, dk], [S, dv]
+    Args:
+        lengths: ``[S0]`` bit patterns of the shared lengths (row order of the tables).
+        tables: per block, key / value scales ``[S0, dk]`` / ``[S0, dv]`` of those lengths (empty
+            list: nothing shared).
+    """
 
-    @torch.no_grad()
-    def scales(
+    def __init__(self, lengths: torch.Tensor | None = None,
+                 tables: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+        self.lengths = torch.empty(0, dtype=torch.int32) if lengths is None else lengths
+        self.tables = tables or []
+
+    @staticmethod
+    def build(dist: torch.Tensor, blocks: nn.ModuleList, smearing: nn.Module) -> EdgeScales:
+        """Shared rows for the distinct values of ``dist`` (any shape, A)."""
+        lengths, _ = distinct_lengths(dist.reshape(-1))
+        edge_attr = smearing(lengths)
+        return EdgeScales(lengths.view(_SAME_WIDTH_INT[dist.dtype]), [block.edge_modulation(edge_attr) for block in blocks])
+
+    def lookup(
         self, dist: torch.Tensor, blocks: nn.ModuleList, smearing: nn.Module
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Scales of every edge of this call.
+        """Scales of every edge of one call.
 
         Args:
             dist: ``[N, K]`` edge lengths (A).
@@ -79,23 +93,16 @@ class EdgeScaleCache:
 
         Returns:
             ``index [N, K]`` (each edge's row) and, per block, key / value scale tables
-            ``[S, dk]`` / ``[S, dv]``.
+            ``[S, dk]`` / ``[S, dv]``: the shared rows first, then this call's new lengths in
+            order of first use.
         """
         bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype]).reshape(-1)
-        index, lengths, source = first_use_rows(bits, self._lengths)
-        values = lengths.view(dist.dtype)
-        reused, fresh = torch.nonzero(source >= 0).squeeze(-1), torch.nonzero(source < 0).squeeze(-1)
-        source = source[reused]
-        edge_attr = smearing(values[fresh])
-        tables = []
-        for b, block in enumerate(blocks):
-            computed = block.edge_modulation(edge_attr)
-            pair = []
-            for part, new in enumerate(computed):
-                table = new.new_empty(len(lengths), new.shape[-1]).index_copy_(0, fresh, new)
-                if len(reused):
-                    table.index_copy_(0, reused, self._tables[b][part].index_select(0, source))
-                pair.append(table)
-            tables.append((pair[0], pair[1]))
-        self._lengths, self._tables = lengths, tables
-        return index.view(dist.shape), tables
+        index, lengths, source = first_use_rows(bits, self.lengths.to(bits.dtype))
+        new = source < 0
+        edge_attr = smearing(lengths.view(dist.dtype)[new])
+        computed = [block.edge_modulation(edge_attr) for block in blocks]
+        if not self.tables:
+            return index.view(dist.shape), computed  # no shared rows: every length is new
+        row = torch.where(new, len(self.lengths) + new.cumsum(0) - 1, source)
+        tables = [(torch.cat([k0, k]), torch.cat([v0, v])) for (k0, v0), (k, v) in zip(self.tables, computed)]
+        return row[index].view(dist.shape), tables

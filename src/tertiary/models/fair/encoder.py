@@ -16,7 +16,7 @@ from torch import nn
 from .atom_attention import AtomAttentionBlock, GaussianSmearing
 from .config import FairConfig
 from .coordinate_updates import LigandContactUpdate, residue_messages
-from .edge_cache import EdgeScaleCache, distinct_lengths
+from .edge_cache import EdgeScales
 from .graphs import gather_nodes, knn, pack_index
 from .residue_features import EDGE_DIM, ResiduePropertyEmbedding, ligand_edge_features, residue_edge_features
 from .residue_transformer import ResidueTransformerLayer
@@ -68,10 +68,28 @@ class HierarchicalEncoder(nn.Module):
         self.ligand_update = LigandContactUpdate(c, config.edge_channels)
         self.T_x = nn.Sequential(nn.Linear(3 * c, c), nn.ReLU(), nn.Linear(c, NUM_SLOTS))
 
+    def shared_edge_scales(self, positions: torch.Tensor, mask: torch.Tensor) -> EdgeScales:
+        """Edge-MLP outputs for the kNN edges among atoms that keep their positions for a while.
+
+        An edge between two such atoms in any later call links one of them to one of its
+        ``atom_knn`` nearest among them (the others can only displace it), so those edge lengths
+        are all the calls can share.
+
+        Args:
+            positions: ``[B, R, 14, 3]`` coordinates (A); mask: ``[B, R, 14]`` the atoms that
+                keep them (context residues).
+        """
+        b = mask.shape[0]
+        idx, valid = pack_index(mask.reshape(b, -1))
+        pos = torch.gather(positions.reshape(b, -1, 3), 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        nbr, nvalid = knn(pos, valid, self.config.atom_knn)
+        dist = torch.norm(pos.unsqueeze(2) - gather_nodes(pos, nbr), dim=-1)
+        return EdgeScales.build(dist[nvalid & valid.unsqueeze(-1)], self.atom_blocks, self.distance_expansion)
+
     def _atom_level(
         self, h_prot: torch.Tensor, atom_mask: torch.Tensor, pos: torch.Tensor,
         h_lig: torch.Tensor, lig_mask: torch.Tensor, lig_pos: torch.Tensor, chunk_size: int | None,
-        edge_cache: EdgeScaleCache | None,
+        edge_scales: EdgeScales | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, r = atom_mask.shape[:2]
         c = h_prot.shape[-1]
@@ -88,12 +106,8 @@ class HierarchicalEncoder(nn.Module):
         flat_valid = nvalid.reshape(b * p, -1)
         if rows is not None:
             h, dist, flat_valid = h.index_select(0, rows), dist.index_select(0, rows), flat_valid.index_select(0, rows)
-        if edge_cache is not None and not torch.is_grad_enabled():
-            scale_index, scales = edge_cache.scales(dist, self.atom_blocks, self.distance_expansion)
-        else:
-            lengths, scale_index = distinct_lengths(dist)
-            edge_attr = self.distance_expansion(lengths)
-            scales = [block.edge_modulation(edge_attr) for block in self.atom_blocks]
+        shared = EdgeScales() if edge_scales is None else edge_scales
+        scale_index, scales = shared.lookup(dist, self.atom_blocks, self.distance_expansion)
         for block, (key_scale, value_scale) in zip(self.atom_blocks, scales):
             h = block(h, flat_nbr, flat_valid, key_scale, value_scale, scale_index)
         m = ctx_h.shape[1]
@@ -121,7 +135,7 @@ class HierarchicalEncoder(nn.Module):
         backbone: bool,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
-        edge_cache: EdgeScaleCache | None = None,
+        edge_scales: EdgeScales | None = None,
     ) -> EncoderOutput:
         """One encoder call.
 
@@ -138,13 +152,13 @@ class HierarchicalEncoder(nn.Module):
             backbone: backbone mode (4 slots move) or full-atom mode (14 slots).
             generator: dropout RNG (training mode only).
             chunk_size: query atoms per block of the O(N^2) kNN search.
-            edge_cache: reuse of edge-MLP outputs between calls (sampling only; see
-                :mod:`.edge_cache`).
+            edge_scales: edge-MLP outputs shared by the calls of one pass
+                (:meth:`shared_edge_scales`; see :mod:`.edge_cache`).
         """
         cfg = self.config
         c = cfg.hidden
         h_atom, h_ligand, atom_edges = self._atom_level(
-            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size, edge_cache
+            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size, edge_scales
         )
         atom_sum = (h_atom * atom_mask.unsqueeze(-1)).sum(2)
         h_res = self.W_v(torch.cat([self.residue_properties(residue_types), atom_sum], -1))

@@ -26,7 +26,6 @@ import torch
 
 from tertiary.data.pocket import RESIDUE_SLOT_NAMES, PocketBatch
 
-from .edge_cache import EdgeScaleCache
 from .interpolation import initial_backbone
 from .model import EncoderInput, FairModel
 
@@ -131,7 +130,7 @@ def generate(
     logits = torch.full((b, r, 20), 1.0 / 20, dtype=positions.dtype, device=positions.device)
     native_ca = true_pos[:, :, 1]
     calls = 0
-    cache = EdgeScaleCache()
+    shared = model.encoder.shared_edge_scales(positions, base_mask & ~edit.unsqueeze(-1))  # context atoms
 
     def encoder_input(pos: torch.Tensor, names: torch.Tensor, mask: torch.Tensor, feature_types: torch.Tensor,
                       residue_types: torch.Tensor, lig: torch.Tensor) -> EncoderInput:
@@ -150,7 +149,7 @@ def generate(
         types = torch.where(edit.unsqueeze(-1), soft, native_types)
         out, logits = model.encode(
             encoder_input(positions, batch.atom_names, bb_mask, types, types, ligand), backbone=True,
-            chunk_size=chunk_size, edge_cache=cache,
+            chunk_size=chunk_size, edge_scales=shared,
         )
         positions, ligand = out.positions, out.ligand_positions
         calls += 1
@@ -167,7 +166,7 @@ def generate(
         for _ in range(cfg.refine_steps):
             types = _one_hot(aatype)
             out, _ = model.encode(encoder_input(positions, names, names > 0, types, types, ligand),
-                                  backbone=False, chunk_size=chunk_size, edge_cache=cache)
+                                  backbone=False, chunk_size=chunk_size, edge_scales=shared)
             positions, ligand = out.positions, out.ligand_positions
             calls += 1
         masked = torch.zeros_like(edit)
@@ -178,7 +177,7 @@ def generate(
         names = torch.where(masked.unsqueeze(-1) & (slot >= 4), 0, names)
         types = torch.where(masked.unsqueeze(-1), _one_hot(torch.zeros_like(aatype)), _one_hot(aatype))
         out, lg = model.encode(encoder_input(positions, names, names > 0, types, types, ligand),
-                               backbone=False, chunk_size=chunk_size, edge_cache=cache)
+                               backbone=False, chunk_size=chunk_size, edge_scales=shared)
         positions, ligand = out.positions, out.ligand_positions
         calls += 1
         aatype = torch.where(masked, lg.argmax(-1) + 1, aatype)

@@ -80,6 +80,9 @@ def training_loss(
 
     coord = true_pos.new_zeros(())
     type_loss = true_pos.new_zeros(())
+    # context atoms keep their true positions in all calls (in the backbone stage up to the
+    # rounding of the mix below): their edge MLPs run once per step
+    shared = model.encoder.shared_edge_scales(true_pos, batch.atom_mask & ~edit.unsqueeze(-1))
     interp = initial_backbone(batch, cfg)
     bb_mask = batch.atom_mask & (~edit.unsqueeze(-1) | (slot < 4))
     edit_bb_atoms = bb_mask & edit.unsqueeze(-1)
@@ -91,7 +94,8 @@ def training_loss(
         pos = torch.cat([bb, true_pos[:, :, 4:]], 2)
         soft = torch.cat([torch.zeros_like(logits[..., :1]), logits.detach()], -1)
         types = torch.where(edit.unsqueeze(-1), soft, native_types)
-        out, logits = model.encode(encoder_input(pos, bb_mask, types, lig), backbone=True, generator=generator)
+        out, logits = model.encode(encoder_input(pos, bb_mask, types, lig), backbone=True, generator=generator,
+                                   edge_scales=shared)
         coord = coord + huber(out.positions, true_pos, edit_bb_atoms) + huber(out.ligand_positions, true_lig, lig_mask)
         type_loss = type_loss + F.cross_entropy(logits[edit], target[edit])
     accuracy = (logits[edit].argmax(-1) == target[edit]).float().mean().detach()
@@ -110,7 +114,8 @@ def training_loss(
         pos = true_pos + _randn(true_pos.shape, true_pos, generator) * 0.3 * ratio * edit_atoms.unsqueeze(-1)
         start = pos[:, :, 1:2] + 0.1 * _randn(pos.shape, pos, generator)
         pos = torch.where(side.unsqueeze(-1), ratio * start + (1 - ratio) * pos, pos)
-        out, lg = model.encode(encoder_input(pos, fa_mask, types, lig), backbone=False, generator=generator)
+        out, lg = model.encode(encoder_input(pos, fa_mask, types, lig), backbone=False, generator=generator,
+                               edge_scales=shared)
         coord = coord + huber(out.positions, true_pos, edit_atoms) + huber(out.ligand_positions, true_lig, lig_mask)
         type_loss = type_loss + F.cross_entropy(lg[masked], target[masked])
     total = coord + type_loss

@@ -17,7 +17,7 @@ from torch import nn
 from tertiary.data.pocket import PocketBatch
 
 from .config import FairConfig
-from .edge_cache import EdgeScaleCache
+from .edge_cache import EdgeScales
 from .encoder import EncoderOutput, HierarchicalEncoder
 
 NUM_ATOM_NAMES = 38  # FAIR's atom-name vocabulary ('' + 37 names)
@@ -88,9 +88,10 @@ class FairModel(nn.Module):
         backbone: bool,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
-        edge_cache: EdgeScaleCache | None = None,
+        edge_scales: EdgeScales | None = None,
     ) -> tuple[EncoderOutput, torch.Tensor]:
-        """One encoder call (``edge_cache``: see :mod:`.edge_cache`; sampling only).
+        """One encoder call (``edge_scales``: edge-MLP rows shared between calls, see
+        :meth:`.encoder.HierarchicalEncoder.shared_edge_scales`).
 
         Returns:
             the :class:`EncoderOutput` and residue-type logits ``[B, R, 20]`` (index t = type t+1).
@@ -111,7 +112,7 @@ class FairModel(nn.Module):
             backbone,
             generator,
             chunk_size,
-            edge_cache,
+            edge_scales,
         )
         return out, self.residue_mlp(out.h_res)
 
