@@ -95,6 +95,31 @@ def test_fused_kernel_gradients_match_pytorch():
     assert grads[True][3].abs().sum() > 0  # the key-scale table gets a gradient
 
 
+@pytest.mark.parametrize("fused", [False, pytest.param(True, marks=pytest.mark.skipif(
+    not fused_cpu.available(), reason="numba not installed"))])
+def test_split_scale_tables_read_as_their_concatenation(fused):
+    """Pairs of tables (rows of the second follow the first) give the result and gradients of
+    the concatenated table, to every table of the pair."""
+    q, keys, values, tk, tv, rows, nbr, valid, bias = _graph()
+    cut = tk.shape[0] // 3
+    results = []
+    for split in (False, True):
+        ltk, ltv = tk.clone().requires_grad_(True), tv.clone().requires_grad_(True)
+        if split:
+            key_scale, value_scale = (ltk[:cut], ltk[cut:]), (ltv[:cut], ltv[cut:])
+        else:
+            key_scale, value_scale = ltk, ltv
+        out = modulated_neighbour_attention(q, keys, values, key_scale, value_scale, nbr, valid, bias,
+                                            scale_index=rows, fused=fused)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out.detach(), ltk.grad, ltv.grad))
+    for whole, pair in zip(*results):
+        torch.testing.assert_close(pair, whole, rtol=1e-5, atol=1e-6)
+    assert results[1][1][:cut].abs().sum() > 0 and results[1][1][cut:].abs().sum() > 0
+    with pytest.raises(InputError, match="scale_index"):
+        modulated_neighbour_attention(q, keys, values, (tk, tk), tv, nbr, valid, bias, fused=fused)
+
+
 def test_fused_kernel_rejects_other_dtypes():
     q, keys, values, tk, tv, rows, nbr, valid, bias = (
         t.double() if t.is_floating_point() else t for t in _graph())

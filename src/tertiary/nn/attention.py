@@ -17,6 +17,9 @@ import torch.nn.functional as F
 from tertiary.errors import InputError, MissingDependencyError
 from tertiary.nn import fused_cpu
 
+# a table of per-edge scales, or two tables whose rows follow one another (read as one)
+ScaleTable = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
 
 def _combined_bias(
     biases: Sequence[torch.Tensor], mask: torch.Tensor | None, dtype: torch.dtype
@@ -137,8 +140,8 @@ def modulated_neighbour_attention(
     q: torch.Tensor,
     keys: torch.Tensor,
     values: torch.Tensor,
-    key_scale: torch.Tensor,
-    value_scale: torch.Tensor,
+    key_scale: ScaleTable,
+    value_scale: ScaleTable,
     neighbours: torch.Tensor,
     valid: torch.Tensor,
     bias: torch.Tensor | None = None,
@@ -156,7 +159,9 @@ def modulated_neighbour_attention(
         q: ``[N, H, dk]`` queries.
         keys / values: ``[M, H, dk]`` / ``[M, H, dv]`` tables the neighbours index into.
         key_scale / value_scale: ``[N, K, dk]`` / ``[N, K, dv]`` per-edge channel scales, or
-            ``[S, dk]`` / ``[S, dv]`` tables of them when ``scale_index`` is given.
+            ``[S, dk]`` / ``[S, dv]`` tables of them when ``scale_index`` is given, each possibly
+            as a pair ``([S0, d], [S1, d])`` of tables whose rows follow one another (the fused
+            kernels read both in place; the PyTorch path concatenates them).
         neighbours: ``[N, K]`` rows of the tables; valid: ``[N, K]`` True for real edges.
         bias: ``[N, H]`` additive logits per node and head.
         scale_index: ``[N, K]`` row of each edge's scales (edges sharing a scale, e.g. two edges
@@ -171,7 +176,10 @@ def modulated_neighbour_attention(
     Returns:
         ``[N, H, dv]``.
     """
-    tensors = (q, keys, values, key_scale, value_scale) + (() if bias is None else (bias,))
+    if scale_index is None and (isinstance(key_scale, tuple) or isinstance(value_scale, tuple)):
+        raise InputError("pairs of scale tables need a scale_index")
+    scales = [t for s in (key_scale, value_scale) for t in (s if isinstance(s, tuple) else (s,))]
+    tensors = (q, keys, values, *scales) + (() if bias is None else (bias,))
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
     applies = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
     if fused is None:
@@ -190,6 +198,10 @@ def modulated_neighbour_attention(
         return fused_cpu.modulated_neighbour_attention(
             q, keys, values, key_scale, value_scale, scale_index, neighbours, valid, bias
         )
+    if isinstance(key_scale, tuple):
+        key_scale = torch.cat(key_scale)
+    if isinstance(value_scale, tuple):
+        value_scale = torch.cat(value_scale)
     n, k = neighbours.shape
     heads = q.shape[1]
     rows = n

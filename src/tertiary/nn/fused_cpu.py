@@ -170,8 +170,10 @@ def first_use_rows(keys: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Te
 @functools.cache  # compiled (or loaded from numba's cache) once per process
 def _forward_kernel() -> Any:
     @_jit()
-    def forward(q, keys, values, key_scale, value_scale, rows, nbr, valid, bias, weights, out):  # pragma: no cover
+    def forward(q, keys, values, key_scale, key_more, value_scale, value_more, rows, nbr, valid, bias, weights,
+                out):  # pragma: no cover
         n_rows, kk = nbr.shape
+        split = key_scale.shape[0]  # rows from here on are in the second tables
         heads = bias.shape[1]
         dk = q.shape[1] // heads
         dv = out.shape[1] // heads
@@ -185,7 +187,8 @@ def _forward_kernel() -> Any:
             for k in range(kk):
                 if valid[n, k]:
                     kr = keys[nbr[n, k]]
-                    sr = key_scale[rows[n, k]]
+                    r = rows[n, k]
+                    sr = key_scale[r] if r < split else key_more[r - split]
                     for h in range(heads):
                         s = bias[n, h]
                         for d in range(dk):
@@ -213,7 +216,8 @@ def _forward_kernel() -> Any:
             acc[:] = 0.0
             for k in range(kk):
                 vr = values[nbr[n, k]]
-                sr = value_scale[rows[n, k]]
+                r = rows[n, k]
+                sr = value_scale[r] if r < split else value_more[r - split]
                 for h in range(heads):
                     a = w[h, k]
                     if a != 0.0:
@@ -227,9 +231,11 @@ def _forward_kernel() -> Any:
 @functools.cache
 def _backward_kernel() -> Any:
     @_jit()
-    def backward(q, keys, values, key_scale, value_scale, rows, nbr, valid, weights, grad_out,
-                 grad_q, grad_keys, grad_values, grad_key_scale, grad_value_scale, grad_bias):  # pragma: no cover
+    def backward(q, keys, values, key_scale, key_more, value_scale, value_more, rows, nbr, valid, weights, grad_out,
+                 grad_q, grad_keys, grad_values, grad_key_scale, grad_key_more, grad_value_scale, grad_value_more,
+                 grad_bias):  # pragma: no cover
         n_rows, kk = nbr.shape
+        split = key_scale.shape[0]
         heads = weights.shape[1]
         dk = q.shape[1] // heads
         dv = grad_out.shape[1] // heads
@@ -238,7 +244,9 @@ def _backward_kernel() -> Any:
             qn, go, w = q[n], grad_out[n], weights[n]
             for k in range(kk):  # value path: d out / d (weight, value, value scale)
                 j, r = nbr[n, k], rows[n, k]
-                vr, sr = values[j], value_scale[r]
+                vr = values[j]
+                sr = value_scale[r] if r < split else value_more[r - split]
+                gs = grad_value_scale[r] if r < split else grad_value_more[r - split]
                 for h in range(heads):
                     a = w[h, k]
                     g = np.float32(0.0)
@@ -247,7 +255,7 @@ def _backward_kernel() -> Any:
                             c = go[h * dv + d]
                             g += c * sr[d] * vr[h * dv + d]
                             grad_values[j, h * dv + d] += a * sr[d] * c
-                            grad_value_scale[r, d] += a * vr[h * dv + d] * c
+                            gs[d] += a * vr[h * dv + d] * c
                     grad_w[h, k] = g
             for h in range(heads):  # softmax backward: d logit = w * (d w - sum_k w d w)
                 s = np.float32(0.0)
@@ -259,7 +267,9 @@ def _backward_kernel() -> Any:
                 if not valid[n, k]:
                     continue
                 j, r = nbr[n, k], rows[n, k]
-                kr, sr = keys[j], key_scale[r]
+                kr = keys[j]
+                sr = key_scale[r] if r < split else key_more[r - split]
+                gs = grad_key_scale[r] if r < split else grad_key_more[r - split]
                 for h in range(heads):
                     gl = grad_w[h, k]
                     if gl != 0.0:
@@ -268,7 +278,7 @@ def _backward_kernel() -> Any:
                             qd, kd = qn[h * dk + d], kr[h * dk + d]
                             grad_q[n, h * dk + d] += gl * sr[d] * kd
                             grad_keys[j, h * dk + d] += gl * qd * sr[d]
-                            grad_key_scale[r, d] += gl * qd * kd
+                            gs[d] += gl * qd * kd
 
     return backward
 
@@ -280,48 +290,48 @@ def _array(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
 class _ModulatedNeighbourAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_scale: torch.Tensor,
-                value_scale: torch.Tensor, scale_index: torch.Tensor, neighbours: torch.Tensor,
-                valid: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+                key_more: torch.Tensor, value_scale: torch.Tensor, value_more: torch.Tensor,
+                scale_index: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor,
+                bias: torch.Tensor) -> torch.Tensor:
         n, heads = q.shape[:2]
         k = neighbours.shape[1]
-        flat = [_array(q.reshape(n, -1)), _array(keys.reshape(keys.shape[0], -1)),
-                _array(values.reshape(values.shape[0], -1)), _array(key_scale), _array(value_scale),
-                _array(scale_index, torch.int64), _array(neighbours, torch.int64)]
+        tables = (q.reshape(n, -1), keys.reshape(keys.shape[0], -1), values.reshape(values.shape[0], -1),
+                  key_scale, key_more, value_scale, value_more)
+        flat = [_array(t) for t in tables] + [_array(scale_index, torch.int64), _array(neighbours, torch.int64)]
         weights = np.empty((n, heads, k), np.float32)
         out = np.empty((n, heads * values.shape[-1]), np.float32)
         mask = _array(valid, torch.bool)
         _forward_kernel()(*flat, mask, _array(bias), weights, out)
         ctx.flat, ctx.mask, ctx.weights = flat, mask, weights
-        ctx.shapes = (q.shape, keys.shape, values.shape, key_scale.shape, value_scale.shape, bias.shape)
+        ctx.shapes = [t.shape for t in (q, keys, values, key_scale, key_more, value_scale, value_more, bias)]
         return torch.from_numpy(out).view(n, heads, -1)
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        q, keys, values, key_scale, value_scale, rows, nbr = ctx.flat
-        grads = [np.zeros_like(a) for a in (q, keys, values, key_scale, value_scale)]
+        grads = [np.zeros_like(a) for a in ctx.flat[:7]]
         grad_bias = np.zeros(ctx.shapes[-1], np.float32)
         go = _array(grad_out.reshape(grad_out.shape[0], -1))
-        _backward_kernel()(q, keys, values, key_scale, value_scale, rows, nbr, ctx.mask, ctx.weights, go, *grads,
-                            grad_bias)
-        gq, gk, gv, gks, gvs = (torch.from_numpy(g).view(s) for g, s in zip(grads, ctx.shapes))
-        return gq, gk, gv, gks, gvs, None, None, None, torch.from_numpy(grad_bias)
+        _backward_kernel()(*ctx.flat, ctx.mask, ctx.weights, go, *grads, grad_bias)
+        out = [torch.from_numpy(g).view(s) for g, s in zip(grads, ctx.shapes)]
+        return (*out, None, None, None, torch.from_numpy(grad_bias))
 
 
 def modulated_neighbour_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_scale: torch.Tensor,
-    value_scale: torch.Tensor, scale_index: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor,
-    bias: torch.Tensor,
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_scale: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    value_scale: torch.Tensor | tuple[torch.Tensor, torch.Tensor], scale_index: torch.Tensor,
+    neighbours: torch.Tensor, valid: torch.Tensor, bias: torch.Tensor,
 ) -> torch.Tensor:
     """Fused form of :func:`tertiary.nn.attention.modulated_neighbour_attention` (float32, CPU).
 
     Args:
         q: ``[N, H, dk]``; keys / values: ``[M, H, dk]`` / ``[M, H, dv]`` tables.
-        key_scale / value_scale: ``[S, dk]`` / ``[S, dv]`` tables of per-edge scales.
+        key_scale / value_scale: ``[S, dk]`` / ``[S, dv]`` tables of per-edge scales, or pairs of
+            tables ``([S0, d], [S1, d])`` read as their concatenation (without building it).
         scale_index: ``[N, K]`` row of each edge's scales; neighbours / valid: ``[N, K]``.
         bias: ``[N, H]``.
 
     Returns:
         ``[N, H, dv]`` (differentiable in all float inputs).
     """
-    return _ModulatedNeighbourAttention.apply(q, keys, values, key_scale, value_scale, scale_index, neighbours,
-                                              valid, bias)
+    ks, vs = (t if isinstance(t, tuple) else (t, t.new_empty(0, t.shape[-1])) for t in (key_scale, value_scale))
+    return _ModulatedNeighbourAttention.apply(q, keys, values, *ks, *vs, scale_index, neighbours, valid, bias)

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from tertiary.nn.attention import modulated_neighbour_attention
+from tertiary.nn.attention import ScaleTable, modulated_neighbour_attention
 from tertiary.nn.primitives import gaussian
 
 
@@ -162,8 +162,8 @@ class AtomAttentionBlock(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, key_scale: torch.Tensor,
-        value_scale: torch.Tensor, scale_index: torch.Tensor | None = None,
+        self, x: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, key_scale: ScaleTable,
+        value_scale: ScaleTable, scale_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Update node features (memory is linear in N: K neighbours per atom).
 
@@ -178,7 +178,8 @@ class AtomAttentionBlock(nn.Module):
             neighbours: ``[N, K]`` flat indices of each atom's neighbours.
             valid: ``[N, K]`` True for real edges.
             key_scale / value_scale: :meth:`edge_modulation` of the edges, ``[N, K, dk]`` /
-                ``[N, K, dv]``, or tables ``[S, dk]`` / ``[S, dv]`` indexed by ``scale_index [N, K]``.
+                ``[N, K, dv]``, or tables ``[S, dk]`` / ``[S, dv]`` (or pairs of tables read as one)
+                indexed by ``scale_index [N, K]``.
 
         Returns:
             ``[N, C]``.

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tertiary.nn import fused_cpu
+from tertiary.nn.attention import ScaleTable
 
 # distances are compared by bit pattern (an integer view of the same width)
 _SAME_WIDTH_INT = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,
@@ -83,7 +84,7 @@ class EdgeScales:
 
     def lookup(
         self, dist: torch.Tensor, blocks: nn.ModuleList, smearing: nn.Module
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+    ) -> tuple[torch.Tensor, list[tuple[ScaleTable, ScaleTable]]]:
         """Scales of every edge of one call.
 
         Args:
@@ -94,7 +95,8 @@ class EdgeScales:
         Returns:
             ``index [N, K]`` (each edge's row) and, per block, key / value scale tables
             ``[S, dk]`` / ``[S, dv]``: the shared rows first, then this call's new lengths in
-            order of first use.
+            order of first use; with shared rows each table is a pair (shared, new) that the
+            attention reads as one (:func:`tertiary.nn.attention.modulated_neighbour_attention`).
         """
         bits = dist.contiguous().view(_SAME_WIDTH_INT[dist.dtype]).reshape(-1)
         index, lengths, source = first_use_rows(bits, self.lengths.to(bits.dtype))
@@ -104,5 +106,5 @@ class EdgeScales:
         if not self.tables:
             return index.view(dist.shape), computed  # no shared rows: every length is new
         row = torch.where(new, len(self.lengths) + new.cumsum(0) - 1, source)
-        tables = [(torch.cat([k0, k]), torch.cat([v0, v])) for (k0, v0), (k, v) in zip(self.tables, computed)]
+        tables = [((k0, k), (v0, v)) for (k0, v0), (k, v) in zip(self.tables, computed)]
         return row[index].view(dist.shape), tables
