@@ -75,6 +75,22 @@ class LigandContactUpdate(nn.Module):
         self.T_a = nn.Sequential(nn.Linear(2 * hidden + edge_channels, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self.hidden = hidden
 
+    def _magnitude(self, h: torch.Tensor, h_lig: torch.Tensor, d: torch.Tensor, smearing: nn.Module) -> torch.Tensor:
+        """``T_a([h_p, h_l, gauss(d)])`` for every pair ``[B, P, L]`` (first layer split by input).
+
+        The ``[B, P, L, C]`` hidden layer is summed in place, in the original order (fresh
+        multi-MB buffers for each partial sum cost more than the sums).
+        """
+        w1, b1 = self.T_a[0].weight, self.T_a[0].bias
+        c = self.hidden
+        own = (h @ w1[:, :c].T).unsqueeze(2)  # [B, P, 1, C]
+        ligand = (h_lig @ w1[:, c : 2 * c].T).unsqueeze(1)  # [B, 1, L, C]
+        w_dist = w1[:, 2 * c :].T
+        pre = own + ligand  # in place from here: one [B, P, L, C] buffer (autograd needs no operand back)
+        pre += smearing(d) @ w_dist
+        pre += b1
+        return self.T_a[2](pre.relu_()).squeeze(-1)
+
     def forward(
         self,
         pos: torch.Tensor,
@@ -97,18 +113,9 @@ class LigandContactUpdate(nn.Module):
         Returns:
             new ``pos`` and ``lig_pos``.
         """
-        w1 = self.T_a[0].weight
-        c = self.hidden
         xij = pos.unsqueeze(2) - lig_pos.unsqueeze(1)  # [B, P, L, 3]
         d = xij.norm(dim=-1) + EPS
-        pre = (
-            (h @ w1[:, :c].T).unsqueeze(2)
-            + (h_lig @ w1[:, c : 2 * c].T).unsqueeze(1)
-            + smearing(d) @ w1[:, 2 * c :].T
-            + self.T_a[0].bias
-        )
-        magnitude = self.T_a[2](torch.relu(pre)).squeeze(-1)
-        f = torch.maximum(magnitude, LIGAND_CLASH_DISTANCE - d)
+        f = torch.maximum(self._magnitude(h, h_lig, d, smearing), LIGAND_CLASH_DISTANCE - d)
         msg = xij / d.unsqueeze(-1) * f.unsqueeze(-1)
         pair = valid.unsqueeze(2) & lig_mask.unsqueeze(1)
         step = _masked_mean(msg, pair, dim=2)
