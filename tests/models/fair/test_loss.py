@@ -75,6 +75,8 @@ def test_two_stages_follow_the_schedule(graph: str) -> None:
         expected_bb = (1 - r) * true[:, :, :4] + r * interp
         torch.testing.assert_close(inp.positions[:, :, :4], expected_bb)
         torch.testing.assert_close(inp.positions[:, :, 4:], true[:, :, 4:])
+        context = batch.res_mask & ~edit  # exactly the truth (their edge MLPs are shared between calls)
+        assert torch.equal(inp.positions[context], true[context])
         # designed residues carry only their backbone atoms in this stage
         assert not inp.atom_mask[edit][:, 4:].any() and inp.atom_mask[edit][:, :4].all()
         # residue types: uniform 1/20 first, then the previous call's logits, detached
@@ -109,6 +111,7 @@ def test_two_stages_follow_the_schedule(graph: str) -> None:
         side = atoms & (slot >= 4)
         expected = torch.where(side.unsqueeze(-1), r * start + (1 - r) * noisy, noisy)
         torch.testing.assert_close(inp.positions, expected)
+        assert torch.equal(inp.positions[batch.res_mask & ~edit], true[batch.res_mask & ~edit])
         # the masked residue: backbone only, type channel 0; the others keep their true type
         assert inp.atom_mask[masked][:, 4:].sum() == 0
         assert torch.all(inp.feature_types[masked][:, 0] == 1)

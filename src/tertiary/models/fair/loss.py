@@ -80,8 +80,7 @@ def training_loss(
 
     coord = true_pos.new_zeros(())
     type_loss = true_pos.new_zeros(())
-    # context atoms keep their true positions in all calls (in the backbone stage up to the
-    # rounding of the mix below): their edge MLPs run once per step
+    # context atoms keep their true positions in all calls: their edge MLPs run once per step
     shared = model.encoder.shared_edge_scales(true_pos, batch.atom_mask & ~edit.unsqueeze(-1))
     interp = initial_backbone(batch, cfg)
     bb_mask = batch.atom_mask & (~edit.unsqueeze(-1) | (slot < 4))
@@ -90,7 +89,8 @@ def training_loss(
     for t in range(steps):
         ratio = (steps - t) / steps
         lig = true_lig + _randn(true_lig.shape, true_lig, generator) * ratio * 0.5
-        bb = (1 - ratio) * true_pos[:, :, :4] + ratio * interp
+        # (context residues: exactly the truth; the released code's mix gives it up to one rounding)
+        bb = torch.where(edit[..., None, None], (1 - ratio) * true_pos[:, :, :4] + ratio * interp, true_pos[:, :, :4])
         pos = torch.cat([bb, true_pos[:, :, 4:]], 2)
         soft = torch.cat([torch.zeros_like(logits[..., :1]), logits.detach()], -1)
         types = torch.where(edit.unsqueeze(-1), soft, native_types)
