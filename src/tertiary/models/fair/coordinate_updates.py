@@ -87,7 +87,11 @@ class LigandContactUpdate(nn.Module):
         ligand = (h_lig @ w1[:, c : 2 * c].T).unsqueeze(1)  # [B, 1, L, C]
         w_dist = w1[:, 2 * c :].T
         pre = own + ligand  # in place from here: one [B, P, L, C] buffer (autograd needs no operand back)
-        pre += smearing(d) @ w_dist
+        gauss = smearing(d)
+        if torch.is_grad_enabled():
+            pre += gauss @ w_dist
+        else:  # one product into the buffer (same bits; with gradients the in-place backward is slower)
+            pre.view(-1, c).addmm_(gauss.view(-1, w_dist.shape[0]), w_dist)
         pre += b1
         return self.T_a[2](pre.relu_()).squeeze(-1)
 
