@@ -235,11 +235,11 @@ def trace_generate(off, off_model, model, row, seed):  # type: ignore[no-untyped
     pocket = load_pocket(row["pocket_path"], row["ligand_path"], pocket_radius=None, name=row["short_id"])
     encode = model.encode
 
-    def tertiary_hook(inp, backbone, generator=None, chunk_size=None):  # type: ignore[no-untyped-def]
+    def tertiary_hook(inp, backbone, generator=None, chunk_size=None, **kwargs):  # type: ignore[no-untyped-def]
         types = inp.feature_types[0].argmax(-1)
         rec_t.append(({r: inp.positions[0, r][inp.atom_mask[0, r]].clone() for r in designed},
                       inp.ligand_positions[0].clone(), types[edit]))
-        return encode(inp, backbone, generator, chunk_size)
+        return encode(inp, backbone, generator, chunk_size, **kwargs)
 
     model.encode = tertiary_hook
     try:
