@@ -341,24 +341,39 @@ def test_gaussian_smearing_same_with_and_without_gradients() -> None:
     assert leaf.grad is not None
 
 
-def test_atom_block_weight_cache_follows_parameter_updates() -> None:
-    """Without gradients the rewritten weights are kept between calls, until a parameter changes."""
+def test_fixed_weights_are_computed_once_and_only_inside_the_context() -> None:
+    """Outside ``fixed_weights`` the rewritten weights follow parameter updates; inside, they are
+    computed once (same outputs) and dropped on leaving, also after an error."""
     import copy
 
     from tertiary.models.fair.atom_attention import AtomAttentionBlock
 
-    torch.manual_seed(0)
-    block = AtomAttentionBlock(32, 16, 32, 4)
+    model = tiny()
+    block = model.encoder.atom_blocks[0]
     n, k = 20, 6
     x, nbr = torch.randn(n, 32), torch.randint(0, n, (n, k))
     valid, edges = torch.ones(n, k, dtype=torch.bool), torch.rand(n, k, 16)
     with torch.no_grad():
         before = block(x, nbr, valid, *block.edge_modulation(edges))
+        with model.encoder.fixed_weights():
+            assert all(b.fixed is not None for b in model.encoder.atom_blocks)
+            calls = []
+            original = AtomAttentionBlock._compute_rewritten_weights
+            AtomAttentionBlock._compute_rewritten_weights = lambda self: calls.append(1) or original(self)
+            try:
+                inside = block(x, nbr, valid, *block.edge_modulation(edges))
+            finally:
+                AtomAttentionBlock._compute_rewritten_weights = original
+            assert not calls  # nothing recomputed inside
+        torch.testing.assert_close(inside, before, rtol=0, atol=0)
+        assert block.fixed is None
         block.out_transform.bias.add_(1.0)  # e.g. an optimiser step
         block.weight_v_net[2].weight.mul_(2.0)
         after = block(x, nbr, valid, *block.edge_modulation(edges))
         fresh = copy.deepcopy(block)
-        fresh.__dict__.pop("_rewritten", None), fresh.__dict__.pop("_rewritten_key", None)
         want = fresh(x, nbr, valid, *fresh.edge_modulation(edges))
     assert not torch.allclose(before, after)
     torch.testing.assert_close(after, want, rtol=0, atol=0)
+    with pytest.raises(RuntimeError), model.encoder.fixed_weights():
+        raise RuntimeError("interrupted")
+    assert all(b.fixed is None for b in model.encoder.atom_blocks)

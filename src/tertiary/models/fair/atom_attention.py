@@ -93,6 +93,7 @@ class AtomAttentionBlock(nn.Module):
         self.out_transform = nn.Linear(hidden, hidden)
         self.layernorm_attention = nn.LayerNorm(hidden)
         self.layernorm_ffn = nn.LayerNorm(hidden)
+        self.fixed: dict[str, torch.Tensor] | None = None  # see _rewritten_weights
 
     def qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Query, key, value and query-bias maps ``[key, C]``, ``[key, C]``, ``[C, C]``, ``[H, C]``.
@@ -115,15 +116,12 @@ class AtomAttentionBlock(nn.Module):
         """Weights of the rewritten products: :meth:`qkv_weights`, the stacked first edge layers,
         and the biases that absorb each shifted softplus (``W (s - c) + b = W s + (b - c W 1)``).
 
-        Without gradients they are kept until a parameter changes (in-place updates bump a
-        tensor's version counter), so sampling builds them once instead of at every call.
+        Computed at each call, except without gradients inside
+        :meth:`.encoder.HierarchicalEncoder.fixed_weights` (sampling), which computes them once.
         """
-        if torch.is_grad_enabled():
-            return self._compute_rewritten_weights()
-        key = tuple((p.data_ptr(), p._version) for p in self.parameters())
-        if getattr(self, "_rewritten_key", None) != key:
-            self._rewritten, self._rewritten_key = self._compute_rewritten_weights(), key
-        return self._rewritten
+        if self.fixed is not None and not torch.is_grad_enabled():
+            return self.fixed
+        return self._compute_rewritten_weights()
 
     def _compute_rewritten_weights(self) -> dict[str, torch.Tensor]:
         k_net, v_net, shift = self.weight_k_net, self.weight_v_net, self.act.shift

@@ -8,6 +8,8 @@ residues, full-atom mode all their slots.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +69,19 @@ class HierarchicalEncoder(nn.Module):
         )
         self.ligand_update = LigandContactUpdate(c, config.edge_channels)
         self.T_x = nn.Sequential(nn.Linear(3 * c, c), nn.ReLU(), nn.Linear(c, NUM_SLOTS))
+
+    @contextlib.contextmanager
+    def fixed_weights(self) -> Iterator[None]:
+        """Inside, without gradients, the atom blocks compute their rewritten weights once
+        instead of at every call (for sampling: the parameters must not change meanwhile)."""
+        with torch.no_grad():
+            for block in self.atom_blocks:
+                block.fixed = block._compute_rewritten_weights()
+        try:
+            yield
+        finally:
+            for block in self.atom_blocks:
+                block.fixed = None
 
     def shared_edge_scales(self, positions: torch.Tensor, mask: torch.Tensor) -> EdgeScales:
         """Edge-MLP outputs for the kNN edges among atoms that keep their positions for a while.

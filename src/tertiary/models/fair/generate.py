@@ -26,6 +26,7 @@ import torch
 
 from tertiary.data.pocket import RESIDUE_SLOT_NAMES, PocketBatch
 
+from .config import FairConfig
 from .interpolation import initial_backbone
 from .model import EncoderInput, FairModel
 
@@ -115,6 +116,14 @@ def generate(
     """
     model.eval()
     cfg = model.config if residue_graph is None else replace(model.config, residue_graph=residue_graph)
+    with model.encoder.fixed_weights():
+        return _sample(model, batch, generator, cfg, chunk_size)
+
+
+def _sample(
+    model: FairModel, batch: PocketBatch, generator: torch.Generator | None, cfg: FairConfig, chunk_size: int | None
+) -> DesignResult:
+    """The body of :func:`generate` (``cfg``: the model's config with the residue-graph mode)."""
     native = cfg.residue_graph == "native"
     res_mask = batch.res_mask
     edit = batch.designed & res_mask
