@@ -1,4 +1,5 @@
-"""Every optional dependency that is missing gives one ``MissingDependencyError`` naming the extra."""
+"""tertiary.errors: every missing optional dependency gives one ``MissingDependencyError`` naming the
+extra; ``one_line`` puts a message on one line."""
 
 from __future__ import annotations
 
@@ -46,3 +47,12 @@ def test_missing_optional_dependency(monkeypatch: pytest.MonkeyPatch, extra: str
         call()
     assert isinstance(info.value, TertiaryError) and isinstance(info.value, ImportError)
     assert "\n" not in str(info.value)
+
+
+def test_one_line_joins_whitespace_and_names_empty_errors() -> None:
+    from tertiary.errors import InputError, one_line
+
+    assert one_line(InputError("bad file x.pdb:\n  line 3\tjunk  ")) == "bad file x.pdb: line 3 junk"
+    assert one_line(KeyError()) == "KeyError"
+    assert one_line("  two\n lines ") == "two lines"
+    assert one_line("") == ""

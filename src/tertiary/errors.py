@@ -42,3 +42,12 @@ class MissingDependencyError(TertiaryError, ImportError):
 
 class ResourceError(TertiaryError):
     """The requested work would not fit the available memory / disk / device."""
+
+
+def one_line(error: BaseException | str) -> str:
+    """A message on one line (runs of whitespace, newlines included, become one space), for the
+    CLI and for per-item error reports; an exception with an empty message gives its type name."""
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        return type(error).__name__
+    return text

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tertiary.errors import MissingDependencyError, ParseError
+from tertiary.errors import MissingDependencyError, ParseError, one_line
 
 try:  # RDKit is the optional [ligand] extra.
     from rdkit import Chem, rdBase
@@ -176,7 +176,7 @@ def _parse_block(block: str, fmt: str, source: str, sanitize: bool) -> object:
             with rdBase.BlockLogs():
                 Chem.SanitizeMol(mol)
         except Exception as exc:  # RDKit raises several MolSanitizeException subclasses
-            msg = " ".join(str(exc).split()) or type(exc).__name__
+            msg = one_line(exc)
             raise ParseError(f"{source}: RDKit cannot sanitise the molecule ({msg})") from exc
     return mol
 

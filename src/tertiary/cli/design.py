@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tertiary.errors import InputError, TertiaryError, WeightsError
+from tertiary.errors import InputError, TertiaryError, WeightsError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def vina_design_scores(pocket: object, result: object, ligand: object, rows: lis
                                       result.atom_names[k].numpy(), name=str(row["design"]))
             s = score_complex(designed, ligand, result.ligand_positions[k, :n_lig].numpy(), minimize=True)
         except TertiaryError as exc:
-            errors.append(" ".join(str(exc).split()))
+            errors.append(one_line(exc))
             continue
         row.update(vina_score=round(s.score, 3), vina_minimized=round(s.minimized, 3))
     return errors

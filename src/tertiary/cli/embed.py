@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tertiary.errors import InputError, TertiaryError, WeightsError
+from tertiary.errors import InputError, TertiaryError, WeightsError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -287,7 +287,7 @@ def run_embed(args: argparse.Namespace) -> int:
                     try:
                         window.append(prepare(path))
                     except TertiaryError as exc:
-                        failed[str(path)] = " ".join(str(exc).split())
+                        failed[str(path)] = one_line(exc)
                         progress.update(bar, advance=1, failed=len(failed))
                     except (OSError, ValueError, RuntimeError, UnicodeError, EOFError) as exc:  # parser internals
                         failed[str(path)] = f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split())})"
@@ -298,7 +298,7 @@ def run_embed(args: argparse.Namespace) -> int:
                         feats = encoder(batch_graphs(graphs).to(device))
                     except TertiaryError as exc:
                         for s in batch:
-                            failed[s.name] = " ".join(str(exc).split())
+                            failed[s.name] = one_line(exc)
                         progress.update(bar, advance=len(batch), failed=len(failed))
                         continue
                     writer.append("protein_embeddings", feats["graph_feature"].float().cpu().numpy())

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from tertiary.errors import InputError, TertiaryError
+from tertiary.errors import InputError, TertiaryError, one_line
 
 from .design import (VINA_COLUMNS, add_model_arguments, design_rows, load_model, vina_design_scores,
                      vina_reference)
@@ -66,7 +66,7 @@ def summarise(values: list[float]) -> dict[str, float]:
 
 
 def _failure(row: dict[str, str], exc: object) -> dict[str, str]:
-    return {"index": row["index"], "pocket": row["pocket_path"], "error": " ".join(str(exc).split())}
+    return {"index": row["index"], "pocket": row["pocket_path"], "error": one_line(exc)}
 
 
 def evaluate_pocket(row: dict[str, str], args: argparse.Namespace, model: object) -> dict[str, object]:

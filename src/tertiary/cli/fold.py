@@ -19,7 +19,7 @@ import torch
 from rich.markup import escape
 
 import tertiary
-from tertiary.errors import ConfigError, InputError, MissingDependencyError, ResourceError, TertiaryError, WeightsError
+from tertiary.errors import ConfigError, InputError, MissingDependencyError, ResourceError, TertiaryError, WeightsError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def _check_msas(queries: list[Query], failures: list[dict[str, str]]) -> list[Qu
             try:
                 read_msa(q.msa_path).check_query(q.sequence, source=str(q.msa_path))
             except TertiaryError as exc:
-                failures.append({"name": q.name, "error": " ".join(str(exc).split())})
+                failures.append({"name": q.name, "error": one_line(exc)})
                 continue
         kept.append(q)
     return kept
@@ -543,7 +543,7 @@ def run(args: argparse.Namespace) -> int:
                 progress.update(task, description=f"{label} pLDDT {info['mean_plddt']:.1f}")
             except TertiaryError as exc:
                 errors.append(exc)
-                state.failed.append({"name": q.name, "error": " ".join(str(exc).split())})
+                state.failed.append({"name": q.name, "error": one_line(exc)})
                 progress.update(task, description=f"{label} [red]failed[/]")
                 console.print(f"[red]{escape(q.name)}: {escape(str(exc))}[/]")
             except torch.OutOfMemoryError as exc:
@@ -618,7 +618,7 @@ def fold_one(q: Query, model: Any, args: argparse.Namespace, device: torch.devic
         try:
             info["relax"] = relax_structure(args.out / f"{q.name}.pdb", args.out / f"{q.name}.relaxed.pdb")
         except TertiaryError as exc:  # the prediction is kept; the run reports the failed relaxation
-            info["relax"] = {"error": " ".join(str(exc).split())}
+            info["relax"] = {"error": one_line(exc)}
             console.print(f"[yellow]warning: {escape(q.name)}: relaxation failed, unrelaxed model kept: {escape(str(exc))}[/]")
         times["relax"] = time.perf_counter() - t
     timings = {k: round(v, 3) for k, v in times.items()}

@@ -14,7 +14,7 @@ import numpy as np
 
 from tertiary import constants as rc
 from tertiary.atom_sites import decompress, read_file_bytes, sniff_format
-from tertiary.errors import TertiaryError
+from tertiary.errors import TertiaryError, one_line
 from tertiary.protein import ParseWarning, Protein
 
 DESCRIPTION = """\
@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
                 infos.append(describe(path, args.chains, args.model))
             except TertiaryError as exc:
                 failed += 1
-                msg = " ".join(str(exc).split())
+                msg = one_line(exc)
                 print(f"tertiary info: error: {msg}", file=sys.stderr)
                 infos.append({"file": str(path), "error": msg})
     if args.json:

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 import tertiary
-from tertiary.errors import TertiaryError
+from tertiary.errors import TertiaryError, one_line
 
 EXIT_USER_ERROR = 2
 
@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except TertiaryError as exc:
-        msg = " ".join(str(exc).split())
+        msg = one_line(exc)
         print(f"tertiary {args.command}: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:

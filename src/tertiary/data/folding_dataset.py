@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from tertiary import constants as rc
-from tertiary.errors import DataError, InputError, TertiaryError
+from tertiary.errors import DataError, InputError, TertiaryError, one_line
 from tertiary.atom_sites import decompress
 from tertiary.data.lmdb_store import LmdbWriter
 
@@ -251,7 +251,7 @@ def build_folding_dataset(
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
                     protein = Protein.from_string(raw, name=source)
-                report.warnings.extend((stem, " ".join(str(w.message).split())) for w in caught)
+                report.warnings.extend((stem, one_line(str(w.message))) for w in caught)
             except TertiaryError as exc:
                 report.skipped.append((stem, f"parse error: {' '.join(str(exc).split())[:300]}"))
                 continue

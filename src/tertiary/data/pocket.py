@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from tertiary import constants as rc
-from tertiary.errors import InputError
+from tertiary.errors import InputError, one_line
 from tertiary.ligand import Ligand, read_ligand
 
 logger = logging.getLogger(__name__)
@@ -498,7 +498,7 @@ def build_pocket_dataset(
                 writer.add(key, arrays, meta)
                 n_ok += 1
             except TertiaryError as exc:
-                failures.append({"id": key, "error": " ".join(str(exc).split())})
+                failures.append({"id": key, "error": one_line(exc)})
                 logger.warning("%s skipped: %s", key, exc)
             if progress is not None:
                 progress(i + 1, len(rows), key)

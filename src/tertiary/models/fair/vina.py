@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tertiary import constants as rc
-from tertiary.errors import InputError, MissingDependencyError
+from tertiary.errors import InputError, MissingDependencyError, one_line
 
 #: Default padding (A) added around the ligand's bounding box on every side.
 DEFAULT_PADDING = 4.0
@@ -202,7 +202,7 @@ def ligand_pdbqt(ligand: object, positions: np.ndarray | None = None, name: str 
         setups = meeko.MoleculePreparation(rigid_macrocycles=True).prepare(mol)
         text, ok, err = meeko.PDBQTWriterLegacy.write_string(setups[0])
     except Exception as exc:  # meeko raises RuntimeError / ValueError / KeyError on odd chemistry
-        msg = " ".join(str(exc).split()) or type(exc).__name__
+        msg = one_line(exc)
         raise InputError(f"{name}: meeko cannot prepare the ligand for Vina ({msg})") from exc
     if not ok:
         raise InputError(f"{name}: meeko cannot write the ligand PDBQT ({' '.join(str(err).split())})")
