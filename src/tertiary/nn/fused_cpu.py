@@ -317,7 +317,8 @@ class _ModulatedNeighbourAttention(torch.autograd.Function):
 
 
 def modulated_neighbour_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_scale: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+    key_scale: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
     value_scale: torch.Tensor | tuple[torch.Tensor, torch.Tensor], scale_index: torch.Tensor,
     neighbours: torch.Tensor, valid: torch.Tensor, bias: torch.Tensor,
 ) -> torch.Tensor:

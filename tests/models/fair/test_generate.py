@@ -358,12 +358,12 @@ def test_fixed_weights_are_computed_once_and_only_inside_the_context() -> None:
         with model.encoder.fixed_weights():
             assert all(b.fixed is not None for b in model.encoder.atom_blocks)
             calls = []
-            original = AtomAttentionBlock._compute_rewritten_weights
-            AtomAttentionBlock._compute_rewritten_weights = lambda self: calls.append(1) or original(self)
+            original = AtomAttentionBlock.compute_rewritten_weights
+            AtomAttentionBlock.compute_rewritten_weights = lambda self: calls.append(1) or original(self)
             try:
                 inside = block(x, nbr, valid, *block.edge_modulation(edges))
             finally:
-                AtomAttentionBlock._compute_rewritten_weights = original
+                AtomAttentionBlock.compute_rewritten_weights = original
             assert not calls  # nothing recomputed inside
         torch.testing.assert_close(inside, before, rtol=0, atol=0)
         assert block.fixed is None

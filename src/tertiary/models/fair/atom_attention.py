@@ -121,9 +121,9 @@ class AtomAttentionBlock(nn.Module):
         """
         if self.fixed is not None and not torch.is_grad_enabled():
             return self.fixed
-        return self._compute_rewritten_weights()
+        return self.compute_rewritten_weights()
 
-    def _compute_rewritten_weights(self) -> dict[str, torch.Tensor]:
+    def compute_rewritten_weights(self) -> dict[str, torch.Tensor]:
         k_net, v_net, shift = self.weight_k_net, self.weight_v_net, self.act.shift
 
         def absorbed(layer: nn.Linear) -> torch.Tensor:

@@ -80,7 +80,8 @@ class EdgeScales:
         """Shared rows for the distinct values of ``dist`` (any shape, A)."""
         lengths, _ = distinct_lengths(dist.reshape(-1))
         edge_attr = smearing(lengths)
-        return EdgeScales(lengths.view(_SAME_WIDTH_INT[dist.dtype]), [block.edge_modulation(edge_attr) for block in blocks])
+        tables = [block.edge_modulation(edge_attr) for block in blocks]
+        return EdgeScales(lengths.view(_SAME_WIDTH_INT[dist.dtype]), tables)
 
     def lookup(
         self, dist: torch.Tensor, blocks: nn.ModuleList, smearing: nn.Module

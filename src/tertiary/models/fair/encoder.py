@@ -76,7 +76,7 @@ class HierarchicalEncoder(nn.Module):
         instead of at every call (for sampling: the parameters must not change meanwhile)."""
         with torch.no_grad():
             for block in self.atom_blocks:
-                block.fixed = block._compute_rewritten_weights()
+                block.fixed = block.compute_rewritten_weights()
         try:
             yield
         finally:
