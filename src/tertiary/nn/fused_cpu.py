@@ -1,5 +1,5 @@
-"""CPU kernels compiled with numba (optional extra ``fast``) for graph hot loops: kNN search and
-graph attention.
+"""CPU kernels compiled with numba (optional extra ``fast``) for graph hot loops: kNN search,
+distinct-key bookkeeping (a hash table) and graph attention.
 
 PyTorch runs gather-then-reduce graph attention as a chain of passes over per-edge tensors
 (gather, scale, multiply, sum, softmax, multiply, sum, and as many again backwards), each
