@@ -113,29 +113,27 @@ class AtomAttentionBlock(nn.Module):
         return wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b
 
     def _rewritten_weights(self) -> dict[str, torch.Tensor]:
-        """Weights of the rewritten products: :meth:`qkv_weights`, the stacked first edge layers,
-        and the biases that absorb each shifted softplus (``W (s - c) + b = W s + (b - c W 1)``).
-
-        Computed at each call, except without gradients inside
-        :meth:`.encoder.HierarchicalEncoder.fixed_weights` (sampling), which computes them once.
-        """
+        """:meth:`compute_rewritten_weights` at each call, except without gradients inside
+        :meth:`.encoder.HierarchicalEncoder.fixed_weights` (sampling), which computes them once."""
         if self.fixed is not None and not torch.is_grad_enabled():
             return self.fixed
         return self.compute_rewritten_weights()
 
+    def _absorbed_bias(self, layer: nn.Linear) -> torch.Tensor:
+        """Bias of ``layer`` applied to a shifted softplus: ``W (s - c) + b = W s + (b - c W 1)``."""
+        return layer.bias - self.act.shift * layer.weight.sum(1)
+
     def compute_rewritten_weights(self) -> dict[str, torch.Tensor]:
-        k_net, v_net, shift = self.weight_k_net, self.weight_v_net, self.act.shift
-
-        def absorbed(layer: nn.Linear) -> torch.Tensor:
-            return layer.bias - shift * layer.weight.sum(1)
-
+        """Weights of the rewritten products: :meth:`qkv_weights`, the stacked first edge layers,
+        and the biases that absorb each shifted softplus (:meth:`_absorbed_bias`)."""
+        k_net, v_net = self.weight_k_net, self.weight_v_net
         return {
             **dict(zip(("q", "k", "v", "q_bias"), self.qkv_weights())),
             "edge_w1": torch.cat([k_net[0].weight, v_net[0].weight], 0),
             "edge_b1": torch.cat([k_net[0].bias, v_net[0].bias]),
-            "key_b2": absorbed(k_net[2]),
-            "value_b2": absorbed(v_net[2]),
-            "out_b": absorbed(self.out_transform),
+            "key_b2": self._absorbed_bias(k_net[2]),
+            "value_b2": self._absorbed_bias(v_net[2]),
+            "out_b": self._absorbed_bias(self.out_transform),
         }
 
     def edge_modulation(self, edge_attr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,12 +144,13 @@ class AtomAttentionBlock(nn.Module):
         tensor, whose backward costs more).
         """
         k_net, v_net = self.weight_k_net, self.weight_v_net
-        w = self._rewritten_weights()
-        if torch.is_grad_enabled():
-            return (
-                nn.functional.linear(nn.functional.softplus(k_net[0](edge_attr)), k_net[2].weight, w["key_b2"]),
-                nn.functional.linear(nn.functional.softplus(v_net[0](edge_attr)), v_net[2].weight, w["value_b2"]),
+        if torch.is_grad_enabled():  # only the two biases (the attention weights are not needed here)
+            return tuple(  # type: ignore[return-value]
+                nn.functional.linear(nn.functional.softplus(net[0](edge_attr)), net[2].weight,
+                                     self._absorbed_bias(net[2]))
+                for net in (k_net, v_net)
             )
+        w = self._rewritten_weights()
         hidden = nn.functional.softplus(nn.functional.linear(edge_attr, w["edge_w1"], w["edge_b1"]))
         dk = k_net[0].weight.shape[0]
         return (
