@@ -103,18 +103,17 @@ def test_split_scale_tables_read_as_their_concatenation(fused):
     q, keys, values, tk, tv, rows, nbr, valid, bias = _graph()
     cut = tk.shape[0] // 3
     results = []
-    for split in (False, True):
+    for split in (None, "both", "keys"):  # "keys": a pair for the keys, one table for the values
         ltk, ltv = tk.clone().requires_grad_(True), tv.clone().requires_grad_(True)
-        if split:
-            key_scale, value_scale = (ltk[:cut], ltk[cut:]), (ltv[:cut], ltv[cut:])
-        else:
-            key_scale, value_scale = ltk, ltv
+        key_scale = (ltk[:cut], ltk[cut:]) if split else ltk
+        value_scale = (ltv[:cut], ltv[cut:]) if split == "both" else ltv
         out = modulated_neighbour_attention(q, keys, values, key_scale, value_scale, nbr, valid, bias,
                                             scale_index=rows, fused=fused)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         results.append((out.detach(), ltk.grad, ltv.grad))
-    for whole, pair in zip(*results):
-        torch.testing.assert_close(pair, whole, rtol=1e-5, atol=1e-6)
+    for pairs in results[1:]:
+        for whole, pair in zip(results[0], pairs):
+            torch.testing.assert_close(pair, whole, rtol=1e-5, atol=1e-6)
     assert results[1][1][:cut].abs().sum() > 0 and results[1][1][cut:].abs().sum() > 0
     with pytest.raises(InputError, match="scale_index"):
         modulated_neighbour_attention(q, keys, values, (tk, tk), tv, nbr, valid, bias, fused=fused)

@@ -173,7 +173,7 @@ def _forward_kernel() -> Any:
     def forward(q, keys, values, key_scale, key_more, value_scale, value_more, rows, nbr, valid, bias, weights,
                 out):  # pragma: no cover
         n_rows, kk = nbr.shape
-        split = key_scale.shape[0]  # rows from here on are in the second tables
+        k_split, v_split = key_scale.shape[0], value_scale.shape[0]  # rows from here on: second tables
         heads = bias.shape[1]
         dk = q.shape[1] // heads
         dv = out.shape[1] // heads
@@ -188,7 +188,7 @@ def _forward_kernel() -> Any:
                 if valid[n, k]:
                     kr = keys[nbr[n, k]]
                     r = rows[n, k]
-                    sr = key_scale[r] if r < split else key_more[r - split]
+                    sr = key_scale[r] if r < k_split else key_more[r - k_split]
                     for h in range(heads):
                         s = bias[n, h]
                         for d in range(dk):
@@ -217,7 +217,7 @@ def _forward_kernel() -> Any:
             for k in range(kk):
                 vr = values[nbr[n, k]]
                 r = rows[n, k]
-                sr = value_scale[r] if r < split else value_more[r - split]
+                sr = value_scale[r] if r < v_split else value_more[r - v_split]
                 for h in range(heads):
                     a = w[h, k]
                     if a != 0.0:
@@ -235,7 +235,7 @@ def _backward_kernel() -> Any:
                  grad_q, grad_keys, grad_values, grad_key_scale, grad_key_more, grad_value_scale, grad_value_more,
                  grad_bias):  # pragma: no cover
         n_rows, kk = nbr.shape
-        split = key_scale.shape[0]
+        k_split, v_split = key_scale.shape[0], value_scale.shape[0]
         heads = weights.shape[1]
         dk = q.shape[1] // heads
         dv = grad_out.shape[1] // heads
@@ -245,8 +245,8 @@ def _backward_kernel() -> Any:
             for k in range(kk):  # value path: d out / d (weight, value, value scale)
                 j, r = nbr[n, k], rows[n, k]
                 vr = values[j]
-                sr = value_scale[r] if r < split else value_more[r - split]
-                gs = grad_value_scale[r] if r < split else grad_value_more[r - split]
+                sr = value_scale[r] if r < v_split else value_more[r - v_split]
+                gs = grad_value_scale[r] if r < v_split else grad_value_more[r - v_split]
                 for h in range(heads):
                     a = w[h, k]
                     g = np.float32(0.0)
@@ -268,8 +268,8 @@ def _backward_kernel() -> Any:
                     continue
                 j, r = nbr[n, k], rows[n, k]
                 kr = keys[j]
-                sr = key_scale[r] if r < split else key_more[r - split]
-                gs = grad_key_scale[r] if r < split else grad_key_more[r - split]
+                sr = key_scale[r] if r < k_split else key_more[r - k_split]
+                gs = grad_key_scale[r] if r < k_split else grad_key_more[r - k_split]
                 for h in range(heads):
                     gl = grad_w[h, k]
                     if gl != 0.0:
