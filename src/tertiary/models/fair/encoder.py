@@ -95,11 +95,20 @@ class HierarchicalEncoder(nn.Module):
                 keep them (context residues).
         """
         b = mask.shape[0]
-        idx, valid = pack_index(mask.reshape(b, -1))
-        pos = torch.gather(positions.reshape(b, -1, 3), 1, idx.unsqueeze(-1).expand(-1, -1, 3))
-        nbr, nvalid = knn(pos, valid, self.config.atom_knn)
-        dist = torch.norm(pos.unsqueeze(2) - gather_nodes(pos, nbr), dim=-1)
+        _, valid, nbr, nvalid, dist = self._atom_graph(positions.reshape(b, -1, 3), mask.reshape(b, -1), None)
         return EdgeScales.build(dist[nvalid & valid.unsqueeze(-1)], self.atom_blocks, self.distance_expansion)
+
+    def _atom_graph(
+        self, pos: torch.Tensor, mask: torch.Tensor, chunk_size: int | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """kNN graph of the atoms in ``mask [B, M]`` (``pos [B, M, 3]``), packed per complex
+        (:func:`.graphs.pack_index`): ``index [B, P]`` into M, ``valid [B, P]``, neighbours and
+        their validity ``[B, P, K]``, edge lengths ``[B, P, K]`` (A)."""
+        idx, valid = pack_index(mask)
+        packed = torch.gather(pos, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
+        nbr, nvalid = knn(packed, valid, self.config.atom_knn, chunk_size)
+        dist = torch.norm(packed.unsqueeze(2) - gather_nodes(packed, nbr), dim=-1)
+        return idx, valid, nbr, nvalid, dist
 
     def _atom_level(
         self, h_prot: torch.Tensor, atom_mask: torch.Tensor, pos: torch.Tensor,
@@ -111,12 +120,10 @@ class HierarchicalEncoder(nn.Module):
         ctx_mask = torch.cat([atom_mask.reshape(b, -1), lig_mask], 1)
         ctx_pos = torch.cat([pos.reshape(b, -1, 3), lig_pos], 1)
         ctx_h = torch.cat([h_prot.reshape(b, -1, c), h_lig], 1)
-        idx, valid = pack_index(ctx_mask)
+        idx, valid, nbr, nvalid, dist = self._atom_graph(ctx_pos, ctx_mask, chunk_size)
         p = idx.shape[1]
-        packed_pos = torch.gather(ctx_pos, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
         h = torch.gather(ctx_h, 1, idx.unsqueeze(-1).expand(-1, -1, c)).reshape(b * p, c)
-        nbr, nvalid = knn(packed_pos, valid, self.config.atom_knn, chunk_size)
-        dist = torch.norm(packed_pos.unsqueeze(2) - gather_nodes(packed_pos, nbr), dim=-1).reshape(b * p, -1)
+        dist = dist.reshape(b * p, -1)
         rows, flat_nbr = _compact_rows(valid, nbr, nvalid)
         flat_valid = nvalid.reshape(b * p, -1)
         if rows is not None:
@@ -251,10 +258,10 @@ def _compact_rows(
         complex's first row).
     """
     b, p, k = nbr.shape
-    counts = valid.sum(1)
     if bool(valid.all()):
         offsets = p * torch.arange(b, device=nbr.device)
         return None, (nbr + offsets[:, None, None]).reshape(b * p, k)
+    counts = valid.sum(1)
     offsets = counts.cumsum(0) - counts  # first row of each complex among the real atoms
     flat_nbr = torch.where(nvalid, nbr, 0) + offsets[:, None, None]
     rows = torch.nonzero(valid.reshape(-1)).squeeze(-1)
