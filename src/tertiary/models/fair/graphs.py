@@ -23,7 +23,8 @@ def knn(
         k: neighbours per node (fewer where a complex has fewer than ``k + 1`` nodes).
         chunk_size: query nodes per distance block (memory ``B * chunk_size * N``; None = all).
             Float32 CPU coordinates with numba installed use :func:`tertiary.nn.fused_cpu.knn`
-            instead (no distance block; the same neighbours in the same order).
+            instead (no distance block; the same neighbours, exactly equal distances ordered by
+            index, which ``topk`` here does not guarantee inside the k).
 
     Returns:
         ``index [B, N, k']`` (into the padded node axis, nearest first, ties to the lower index) and ``valid [B, N, k']``
