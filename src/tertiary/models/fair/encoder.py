@@ -245,8 +245,8 @@ def _compact_rows(
     """Rows of the real atoms of a packed batch, and the neighbour lists in those rows.
 
     Complexes of a batch are packed to a common length ``P``; atom blocks then run on the real
-    atoms only (``T = sum of counts`` rows instead of ``B * P``: padding was 14-20 % of a
-    training batch of 4 pockets). A batch without padding keeps its ``B * P`` rows.
+    atoms only (``T = sum of counts`` rows instead of ``B * P``). A batch without padding keeps
+    its ``B * P`` rows.
 
     Args:
         valid: ``[B, P]`` real packed atoms (a prefix of each row, see :func:`.graphs.pack_index`).
