@@ -156,3 +156,19 @@ def test_a_numba_that_does_not_import_counts_as_absent(monkeypatch):
     finally:
         monkeypatch.undo()
         fused_cpu.available.cache_clear()
+
+
+@pytest.mark.skipif(not fused_cpu.available(), reason="numba not installed")
+def test_fused_softmax_with_logits_far_apart():
+    """Logits 100s apart (the kernel's own exp floors exponents at -87) and NaN logits give
+    PyTorch's answer: negligible weights, and NaN where PyTorch has NaN."""
+    q, keys, values, tk, tv, rows, nbr, valid, bias = _graph()
+    q = q * 40.0
+    want = _naive_graph(q, keys, values, tk[rows], tv[rows], nbr, valid, bias)
+    with torch.no_grad():
+        got = modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias, scale_index=rows, fused=True)
+        bias_nan = bias.clone()
+        bias_nan[0, 1] = float("nan")
+        nan = modulated_neighbour_attention(q, keys, values, tk, tv, nbr, valid, bias_nan, scale_index=rows, fused=True)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
+    assert nan[0, 1].isnan().all() and not nan[1:].isnan().any()

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from tertiary.errors import ConfigError, InputError
+from tertiary.nn import fused_cpu
 
 INIT_SCHEMES = ("default", "relu", "glorot", "gating", "final", "normal")
 
@@ -38,6 +39,19 @@ def gaussian(exponent: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     if inplace:
         return exponent.clamp_(min=GAUSSIAN_FLOOR).exp_()
     return torch.exp(exponent.clamp(min=GAUSSIAN_FLOOR))
+
+
+def softplus(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``log(1 + exp(x))`` (linear above 20, as :func:`torch.nn.functional.softplus`).
+
+    ``inplace`` overwrites ``x``, with the vectorised kernel :func:`tertiary.nn.fused_cpu.softplus_`
+    when it applies (contiguous float32 CPU tensor, numba installed; never with autograd).
+    """
+    if not inplace:
+        return nn.functional.softplus(x)
+    if x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous() and fused_cpu.available():
+        return fused_cpu.softplus_(x)
+    return x.copy_(nn.functional.softplus(x))
 
 
 def _truncated_normal_(weight: torch.Tensor, scale: float, generator: torch.Generator | None) -> None:

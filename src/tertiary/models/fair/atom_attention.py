@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from tertiary.nn.attention import ScaleTable, modulated_neighbour_attention
-from tertiary.nn.primitives import gaussian
+from tertiary.nn.primitives import gaussian, softplus
 
 
 # On CPU, per-edge tensors of one atom-attention chunk hold at most this many floats (4 MB). Without
@@ -51,6 +51,16 @@ class GaussianSmearing(nn.Module):
         return gaussian(diff.square_().mul_(self.coeff), inplace=True)  # one allocation
 
 
+def _per_head(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Head-wise product ``[*, H, C_in] x [H, C_out, C_in] -> [*, H, C_out]`` (contiguous without
+    gradients: one batched product written straight into the ``[*, H, C_out]`` layout)."""
+    if (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)) or x.dim() != 3:
+        return torch.einsum("...hi,hoi->...ho", x, weight)
+    out = x.new_empty(x.shape[0], weight.shape[0], weight.shape[1])
+    torch.bmm(x.transpose(0, 1), weight.transpose(1, 2), out=out.transpose(0, 1))
+    return out
+
+
 class GroupedLinear(nn.Module):
     """Head-wise linear map without bias: ``[*, H * C_in] -> [*, H, C_out]``.
 
@@ -64,8 +74,7 @@ class GroupedLinear(nn.Module):
         nn.init.kaiming_uniform_(self.weight.view(out_dim, in_dim // heads), a=math.sqrt(5))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xh = x.view(*x.shape[:-1], self.heads, -1)
-        return torch.einsum("...hi,hoi->...ho", xh, self.weight)
+        return _per_head(x.view(*x.shape[:-1], self.heads, -1), self.weight)
 
 
 class AtomAttentionBlock(nn.Module):
@@ -96,21 +105,19 @@ class AtomAttentionBlock(nn.Module):
         self.fixed: dict[str, torch.Tensor] | None = None  # see _rewritten_weights
 
     def qkv_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Query, key, value and query-bias maps ``[key, C]``, ``[key, C]``, ``[C, C]``, ``[H, C]``.
+        """Per-head query, key and value maps ``[H, dk, C/H]``, ``[H, dk, C/H]``, ``[H, dv, C/H]``
+        and query bias ``[H, C/H]``.
 
-        The head-wise maps become block-diagonal, and ``weight_k_lin`` is folded into the query
-        map: ``q . (A k + b) = (A^T q) . k + q . b``. ``q . b`` is the same for all neighbours
-        of a query and cancels in the softmax, but it is kept so that the function, and the
-        parameters taking part in it (DDP needs each one to get a gradient), stay those of the
-        original. Four products rather than one stacked one: the backward of slices of a
-        stacked output would zero-fill and copy a full-size gradient per slice.
+        ``weight_k_lin`` is folded into the query map: ``q . (A k + b) = (A^T q) . k + q . b``.
+        ``q . b`` is the same for all neighbours of a query and cancels in the softmax, but it is
+        kept so that the function, and the parameters taking part in it (DDP needs each one to get
+        a gradient), stay those of the original. The maps stay head-wise (a quarter of the
+        products of one block-diagonal matrix with four heads); see :func:`_per_head`.
         """
-        heads = self.num_heads
-        wq = torch.block_diag(*self.q_lin.weight)  # [key, C]
-        dk = wq.shape[0] // heads
-        wq_a = (self.weight_k_lin.weight.T @ wq.view(heads, dk, -1)).reshape(wq.shape)  # A^T per head
-        wq_b = self.weight_k_lin.bias @ wq.view(heads, dk, -1)  # [H, C]: q . b per head
-        return wq_a, torch.block_diag(*self.k_lin.weight), torch.block_diag(*self.v_lin.weight), wq_b
+        wq = self.q_lin.weight  # [H, dk, C/H]
+        wq_a = self.weight_k_lin.weight.T @ wq  # A^T per head
+        wq_b = self.weight_k_lin.bias @ wq  # [H, C/H]: q . b per head
+        return wq_a, self.k_lin.weight, self.v_lin.weight, wq_b
 
     def _rewritten_weights(self) -> dict[str, torch.Tensor]:
         """:meth:`compute_rewritten_weights` at each call, except without gradients inside
@@ -151,7 +158,7 @@ class AtomAttentionBlock(nn.Module):
                 for net in (k_net, v_net)
             )
         w = self._rewritten_weights()
-        hidden = nn.functional.softplus(nn.functional.linear(edge_attr, w["edge_w1"], w["edge_b1"]))
+        hidden = softplus(nn.functional.linear(edge_attr, w["edge_w1"], w["edge_b1"]), inplace=True)
         dk = k_net[0].weight.shape[0]
         return (
             nn.functional.linear(hidden[..., :dk], k_net[2].weight, w["key_b2"]),
@@ -184,14 +191,15 @@ class AtomAttentionBlock(nn.Module):
         n = x.shape[0]
         heads = self.num_heads
         w = self._rewritten_weights()
-        normed = self.layernorm_attention(x)
-        q, k, v, q_bias = (nn.functional.linear(normed, w[name]) for name in ("q", "k", "v", "q_bias"))
+        normed = self.layernorm_attention(x).view(n, heads, -1)
+        q, k, v = (_per_head(normed, w[name]) for name in ("q", "k", "v"))
+        q_bias = (normed * w["q_bias"]).sum(-1)  # [N, H]
         chunk = EDGE_CHUNK_ELEMENTS if x.device.type == "cpu" else None
         attended = modulated_neighbour_attention(
-            q.view(n, heads, -1), k.view(n, heads, -1), v.view(n, heads, -1),
-            key_scale, value_scale, neighbours, valid, bias=q_bias, scale_index=scale_index,
+            q, k, v, key_scale, value_scale, neighbours, valid, bias=q_bias, scale_index=scale_index,
             chunk_elements=chunk,
         )  # [N, H, dv]
         x = self.weight_v_lin(attended).reshape(n, -1) + x
-        hidden = nn.functional.softplus(self.layernorm_ffn(x))
+        hidden = self.layernorm_ffn(x)
+        hidden = nn.functional.softplus(hidden) if hidden.requires_grad else softplus(hidden, inplace=True)
         return nn.functional.linear(hidden, self.out_transform.weight, w["out_b"]) + x
