@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from tertiary.nn.attention import attention
+from tertiary.nn.attention import neighbour_attention
 
 from .atom_attention import ShiftedSoftplus
 
@@ -37,25 +37,35 @@ class ResidueAttention(nn.Module):
         self.W_O = nn.Linear(hidden, hidden, bias=False)
         self.act = ShiftedSoftplus()
 
-    def forward(self, h: torch.Tensor, h_nbr: torch.Tensor, h_edge: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, h: torch.Tensor, nodes: torch.Tensor, neighbours: torch.Tensor, h_edge: torch.Tensor, valid: torch.Tensor
+    ) -> torch.Tensor:
         """Update of the residues.
+
+        Keys and values are ``W [h_edge, h_neighbour]``, computed as ``W_edge h_edge`` plus the
+        neighbour part ``W_node h_node`` evaluated once per node and gathered (the same sum, a
+        fraction of the products of concatenating per edge); one query per residue, so the
+        attention is :func:`tertiary.nn.attention.neighbour_attention`.
 
         Args:
             h: ``[B, R, C]`` residue features (queries).
-            h_nbr: ``[B, R, K, C]`` features of each residue's neighbours (residues or ligand node).
+            nodes: ``[B, M, C]`` features of the nodes the neighbours index (residues, ligand node).
+            neighbours: ``[B, R, K]`` node of each neighbour slot.
             h_edge: ``[B, R, K, C]`` embedded edge features.
             valid: ``[B, R, K]`` real edges (a row needs at least one).
 
         Returns:
             ``[B, R, C]``.
         """
-        b, r, k, c = h_nbr.shape
+        b, r, k = neighbours.shape
+        m, c = nodes.shape[1:]
         heads, d = self.num_heads, c // self.num_heads
-        kv_in = torch.cat([h_edge, h_nbr], dim=-1)
-        q = self.W_Q(h).view(b * r, heads, 1, d)
-        keys = self.W_K(kv_in).view(b * r, k, heads, d).transpose(1, 2)
-        values = self.W_V(kv_in).view(b * r, k, heads, d).transpose(1, 2)
-        out = attention(q, keys, values, mask=valid.reshape(b * r, 1, 1, k), scale=1.0) / math.sqrt(d)
+        w = torch.cat([self.W_K.weight, self.W_V.weight])  # [2C, 2C]: keys and values in one product
+        rows = (neighbours + m * torch.arange(b, device=neighbours.device).view(b, 1, 1)).reshape(-1)
+        per_node = (nodes @ w[:, c:].T).reshape(b * m, 2 * c).index_select(0, rows).view(b, r, k, 2 * c)
+        kv = (h_edge @ w[:, :c].T + per_node).view(b * r, k, 2, heads, d)
+        q = self.W_Q(h).view(b * r, heads, d)
+        out = neighbour_attention(q, kv[:, :, 0], kv[:, :, 1], valid.reshape(b * r, k)) / math.sqrt(d)
         return self.W_O(self.act(out.reshape(b, r, c)))
 
 
@@ -106,11 +116,11 @@ class ResidueTransformerLayer(nn.Module):
         """
         p = self.dropout if self.training else 0.0
         y_res, y_lig = self.self_attention_norm(h_res), self.self_attention_norm(h_lig)
-        c = y_res.shape[-1]
-        idx = neighbours.reshape(neighbours.shape[0], -1, 1).expand(-1, -1, c)
-        y_nbr = torch.gather(y_res, 1, idx).view(*neighbours.shape, c)
-        y_nbr = torch.cat([y_nbr, y_lig[:, None, None, :].expand(-1, y_nbr.shape[1], 1, -1)], dim=2)
-        h_res = h_res + dropout(self.attention(y_res, y_nbr, h_edge, valid), p, generator)
+        b, r = neighbours.shape[:2]
+        nodes = torch.cat([y_res, y_lig.unsqueeze(1)], 1)  # the ligand node is node R
+        ligand_slot = neighbours.new_full((b, r, 1), r)
+        slots = torch.cat([neighbours, ligand_slot], 2)
+        h_res = h_res + dropout(self.attention(y_res, nodes, slots, h_edge, valid), p, generator)
         h_res = h_res + dropout(self.ffn(self.ffn_norm(h_res)), p, generator)
         h_lig = h_lig + dropout(self.ffn(self.ffn_norm(h_lig)), p, generator)
         return h_res, h_lig
