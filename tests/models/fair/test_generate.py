@@ -38,9 +38,9 @@ class Recorder:
         self.calls: list = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None):
+        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None, residue_graphs=None):
             snap = {k: v.clone() for k, v in vars(inp).items()}
-            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales)
+            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales, residue_graphs)
             self.calls.append((snap, backbone, logits.clone(), out))
             return out, logits
 
@@ -377,3 +377,29 @@ def test_fixed_weights_are_computed_once_and_only_inside_the_context() -> None:
     with pytest.raises(RuntimeError), model.encoder.fixed_weights():
         raise RuntimeError("interrupted")
     assert all(b.fixed is None for b in model.encoder.atom_blocks)
+
+
+@pytest.mark.parametrize("graph", ["native", "predicted"])
+def test_residue_graph_is_reused_only_while_the_graph_ca_stays(pocket, graph: str, monkeypatch) -> None:
+    """Native mode builds the residue graph once per ``generate`` (true CA in every call) with
+    designs bit-identical to rebuilding it per call; leak-free mode rebuilds it as the backbone
+    moves."""
+    from tertiary.models.fair import encoder
+
+    built = []
+    features = encoder.residue_edge_features
+    monkeypatch.setattr(encoder, "residue_edge_features", lambda *a: built.append(1) or features(*a))
+    batch = collate([pocket])
+    model = tiny()
+    reused = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
+    n_reused = len(built)
+    monkeypatch.setattr(encoder.ResidueGraphCache, "find", lambda self, *a: None)
+    built.clear()
+    rebuilt = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
+    assert len(built) == reused.encoder_calls
+    if graph == "native":
+        assert n_reused == 1
+        for name in ("aatype", "positions", "ligand_positions", "backbone_stage_positions"):
+            assert torch.equal(getattr(reused, name), getattr(rebuilt, name)), name
+    else:
+        assert n_reused == reused.encoder_calls  # the designed CA move in every call

@@ -35,8 +35,8 @@ class Recorder:
         self.calls: list[tuple[object, bool, torch.Tensor, object]] = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None):
-            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales)
+        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None, residue_graphs=None):
+            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales, residue_graphs)
             self.calls.append((inp, backbone, logits, out))
             return out, logits
 
@@ -166,3 +166,30 @@ def test_shared_edge_rows_give_the_same_loss_and_gradients() -> None:
     assert shared_grads.keys() == plain_grads.keys()
     for name, grad in plain_grads.items():
         torch.testing.assert_close(shared_grads[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_reused_residue_graph_gives_the_same_loss_and_gradients(monkeypatch) -> None:
+    """Native mode: the true-CA residue graph (and its edge projections) is built once per step
+    and reused by all calls; the loss and gradients equal those of rebuilding it in every call."""
+    from tertiary.models.fair import encoder
+
+    _, batch = example_batch(2)
+    built = []
+    features = encoder.residue_edge_features
+    monkeypatch.setattr(encoder, "residue_edge_features", lambda *a: built.append(1) or features(*a))
+    results = []
+    for reuse in (True, False):
+        built.clear()
+        if not reuse:
+            monkeypatch.setattr(encoder.ResidueGraphCache, "find", lambda self, *a: None)
+        model = tiny(3, residue_graph="native")
+        total, _ = training_loss(model, batch, torch.Generator().manual_seed(0))
+        total.backward()
+        results.append((len(built), total.detach(), {n: p.grad for n, p in model.named_parameters()
+                                                     if p.grad is not None}))
+    (n_reused, loss_reused, grads_reused), (n_rebuilt, loss_rebuilt, grads_rebuilt) = results
+    assert (n_reused, n_rebuilt) == (1, 6)  # 2 stages x 3 steps
+    torch.testing.assert_close(loss_reused, loss_rebuilt, rtol=0, atol=0)
+    assert grads_reused.keys() == grads_rebuilt.keys()
+    for name, grad in grads_rebuilt.items():
+        torch.testing.assert_close(grads_reused[name], grad, rtol=1e-5, atol=1e-6, msg=name)

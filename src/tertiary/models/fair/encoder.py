@@ -49,6 +49,43 @@ class EncoderOutput:
     residue_edges: torch.Tensor
 
 
+@dataclass
+class ResidueGraph:
+    """The residue kNN graph of one set of graph CA coordinates, and what the encoder derives
+    from the residue-residue edges alone (the ligand slot depends on the ligand: per call).
+
+    Attributes:
+        key: ``(graph_ca, res_mask, res_idx)`` it was built from.
+        neighbours / valid: ``[B, R, k]`` kNN graph.
+        t_x_edge: ``[B, R, k, C]`` the edges' term of the first ``T_x`` layer.
+        kv_edge: per residue layer, ``[B, R, k, 2C]`` the edges' key / value projections.
+    """
+
+    key: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    neighbours: torch.Tensor
+    valid: torch.Tensor
+    t_x_edge: torch.Tensor
+    kv_edge: list[torch.Tensor]
+
+
+class ResidueGraphCache:
+    """The last :class:`ResidueGraph` of a series of encoder calls (one ``generate`` or training
+    step). A call whose graph CA coordinates, residue mask and numbers are bitwise those of the
+    previous call reuses it: in ``native`` mode (the released code's TRUE-backbone graph) that is
+    every call; in leak-free mode the graph follows the moving backbone and is rebuilt. With
+    gradients the reused tensors collect the gradients of every call that uses them.
+    """
+
+    def __init__(self) -> None:
+        self.last: ResidueGraph | None = None
+
+    def find(self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor) -> ResidueGraph | None:
+        last = self.last
+        if last is not None and all(torch.equal(a, b) for a, b in zip(last.key, (graph_ca, res_mask, res_idx))):
+            return last
+        return None
+
+
 class HierarchicalEncoder(nn.Module):
     """Atom blocks -> residue transformer -> coordinate updates."""
 
@@ -97,6 +134,28 @@ class HierarchicalEncoder(nn.Module):
         b = mask.shape[0]
         _, valid, nbr, nvalid, dist = self._atom_graph(positions.reshape(b, -1, 3), mask.reshape(b, -1), None)
         return EdgeScales.build(dist[nvalid & valid.unsqueeze(-1)], self.atom_blocks, self.distance_expansion)
+
+    def residue_graph(
+        self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor,
+        cache: ResidueGraphCache | None = None,
+    ) -> ResidueGraph:
+        """The residue kNN graph of ``graph_ca [B, R, 3]`` and its edge terms (from ``cache``
+        when it holds the graph of the same inputs; a new graph is stored there)."""
+        graph = None if cache is None else cache.find(graph_ca, res_mask, res_idx)
+        if graph is not None:
+            return graph
+        nbr, nvalid = knn(graph_ca, res_mask, self.config.residue_knn)
+        edges, _ = residue_edge_features(graph_ca, res_mask, res_idx, nbr)
+        h_edge = self.W_e(edges)  # [B, R, k, C]
+        c = self.config.hidden
+        graph = ResidueGraph(
+            key=(graph_ca, res_mask, res_idx), neighbours=nbr, valid=nvalid,
+            t_x_edge=h_edge @ self.T_x[0].weight[:, 2 * c :].T,
+            kv_edge=[layer.attention.edge_projection(h_edge) for layer in self.residue_layers],
+        )
+        if cache is not None:
+            cache.last = graph
+        return graph
 
     def _atom_graph(
         self, pos: torch.Tensor, mask: torch.Tensor, chunk_size: int | None
@@ -158,6 +217,7 @@ class HierarchicalEncoder(nn.Module):
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
         edge_scales: EdgeScales | None = None,
+        residue_graphs: ResidueGraphCache | None = None,
     ) -> EncoderOutput:
         """One encoder call.
 
@@ -176,6 +236,8 @@ class HierarchicalEncoder(nn.Module):
             chunk_size: query atoms per block of the O(N^2) kNN search.
             edge_scales: edge-MLP outputs shared by the calls of one pass
                 (:meth:`shared_edge_scales`; see :mod:`.edge_cache`).
+            residue_graphs: the residue graph of the previous call, reused when ``graph_ca`` has
+                not changed (:class:`ResidueGraphCache`).
         """
         cfg = self.config
         c = cfg.hidden
@@ -186,19 +248,19 @@ class HierarchicalEncoder(nn.Module):
         h_res = self.W_v(torch.cat([self.residue_properties(residue_types), atom_sum], -1))
         h_lig_node = (h_ligand * lig_mask.unsqueeze(-1)).sum(1)
 
-        nbr, nvalid = knn(graph_ca, res_mask, cfg.residue_knn)
-        edges, _ = residue_edge_features(graph_ca, res_mask, res_idx, nbr)
-        lig_edge = ligand_edge_features(graph_ca, ligand_anchor)
-        h_edge = self.W_e(torch.cat([edges, lig_edge.unsqueeze(2)], 2))  # [B, R, k + 1, C]
+        graph = self.residue_graph(graph_ca, res_mask, res_idx, residue_graphs)
+        nbr, nvalid = graph.neighbours, graph.valid
+        h_lig_edge = self.W_e(ligand_edge_features(graph_ca, ligand_anchor))  # [B, R, C]: the ligand slot
         valid = torch.cat([nvalid, (edit & res_mask).unsqueeze(-1)], -1)
-        for layer in self.residue_layers:
-            h_res, h_lig_node = layer(h_res, h_lig_node, h_edge, nbr, valid, generator)
+        for layer, kv_res in zip(self.residue_layers, graph.kv_edge):
+            kv_edge = torch.cat([kv_res, layer.attention.edge_projection(h_lig_edge).unsqueeze(2)], 2)
+            h_res, h_lig_node = layer(h_res, h_lig_node, kv_edge, nbr, valid, generator)
 
         w = self.T_x[0].weight
         pre = (
             (h_res @ w[:, :c].T).unsqueeze(2)
             + gather_nodes(h_res @ w[:, c : 2 * c].T, nbr)
-            + h_edge[:, :, :-1] @ w[:, 2 * c :].T
+            + graph.t_x_edge
             + self.T_x[0].bias
         )
         learned = self.T_x[2](torch.relu(pre))  # [B, R, k, 14]

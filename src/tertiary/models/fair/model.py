@@ -18,7 +18,7 @@ from tertiary.data.pocket import PocketBatch
 
 from .config import FairConfig
 from .edge_cache import EdgeScales
-from .encoder import EncoderOutput, HierarchicalEncoder
+from .encoder import EncoderOutput, HierarchicalEncoder, ResidueGraphCache
 
 NUM_ATOM_NAMES = 38  # FAIR's atom-name vocabulary ('' + 37 names)
 NUM_TYPES = 21  # 0 = masked / unknown, 1..20 = ARNDCQEGHILKMFPSTWYV
@@ -89,9 +89,11 @@ class FairModel(nn.Module):
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
         edge_scales: EdgeScales | None = None,
+        residue_graphs: ResidueGraphCache | None = None,
     ) -> tuple[EncoderOutput, torch.Tensor]:
         """One encoder call (``edge_scales``: edge-MLP rows shared between calls, see
-        :meth:`.encoder.HierarchicalEncoder.shared_edge_scales`).
+        :meth:`.encoder.HierarchicalEncoder.shared_edge_scales`; ``residue_graphs``: the residue
+        graph of the previous call, see :class:`.encoder.ResidueGraphCache`).
 
         Returns:
             the :class:`EncoderOutput` and residue-type logits ``[B, R, 20]`` (index t = type t+1).
@@ -113,6 +115,7 @@ class FairModel(nn.Module):
             generator,
             chunk_size,
             edge_scales,
+            residue_graphs,
         )
         return out, self.residue_mlp(out.h_res)
 

@@ -37,21 +37,35 @@ class ResidueAttention(nn.Module):
         self.W_O = nn.Linear(hidden, hidden, bias=False)
         self.act = ShiftedSoftplus()
 
+    def _kv_weight(self) -> torch.Tensor:
+        """``[2C, 2C]``: key and value maps stacked (inputs ``[edge, neighbour]``)."""
+        return torch.cat([self.W_K.weight, self.W_V.weight])
+
+    def edge_projection(self, h_edge: torch.Tensor) -> torch.Tensor:
+        """Edge part of the keys and values, ``[*, C] -> [*, 2C]`` (keys first).
+
+        Keys and values are ``W [h_edge, h_neighbour]``, i.e. ``W_edge h_edge + W_node h_node``;
+        this is the first term, a function of the edge alone (the encoder keeps it while the
+        residue graph does not change).
+        """
+        c = h_edge.shape[-1]
+        return h_edge @ self._kv_weight()[:, :c].T
+
     def forward(
-        self, h: torch.Tensor, nodes: torch.Tensor, neighbours: torch.Tensor, h_edge: torch.Tensor, valid: torch.Tensor
+        self, h: torch.Tensor, nodes: torch.Tensor, neighbours: torch.Tensor, kv_edge: torch.Tensor, valid: torch.Tensor
     ) -> torch.Tensor:
         """Update of the residues.
 
-        Keys and values are ``W [h_edge, h_neighbour]``, computed as ``W_edge h_edge`` plus the
-        neighbour part ``W_node h_node`` evaluated once per node and gathered (the same sum, a
-        fraction of the products of concatenating per edge); one query per residue, so the
-        attention is :func:`tertiary.nn.attention.neighbour_attention`.
+        The neighbour part of the keys and values, ``W_node h_node``, is evaluated once per node
+        and gathered (the same sum as concatenating ``[edge, neighbour]`` per edge, for a fraction
+        of the products); one query per residue, so the attention is
+        :func:`tertiary.nn.attention.neighbour_attention`.
 
         Args:
             h: ``[B, R, C]`` residue features (queries).
             nodes: ``[B, M, C]`` features of the nodes the neighbours index (residues, ligand node).
             neighbours: ``[B, R, K]`` node of each neighbour slot.
-            h_edge: ``[B, R, K, C]`` embedded edge features.
+            kv_edge: ``[B, R, K, 2C]`` :meth:`edge_projection` of the edge features.
             valid: ``[B, R, K]`` real edges (a row needs at least one).
 
         Returns:
@@ -60,10 +74,9 @@ class ResidueAttention(nn.Module):
         b, r, k = neighbours.shape
         m, c = nodes.shape[1:]
         heads, d = self.num_heads, c // self.num_heads
-        w = torch.cat([self.W_K.weight, self.W_V.weight])  # [2C, 2C]: keys and values in one product
         rows = (neighbours + m * torch.arange(b, device=neighbours.device).view(b, 1, 1)).reshape(-1)
-        per_node = (nodes @ w[:, c:].T).reshape(b * m, 2 * c).index_select(0, rows).view(b, r, k, 2 * c)
-        kv = (h_edge @ w[:, :c].T + per_node).view(b * r, k, 2, heads, d)
+        per_node = (nodes @ self._kv_weight()[:, c:].T).reshape(b * m, 2 * c).index_select(0, rows)
+        kv = (kv_edge + per_node.view(b, r, k, 2 * c)).view(b * r, k, 2, heads, d)
         q = self.W_Q(h).view(b * r, heads, d)
         out = neighbour_attention(q, kv[:, :, 0], kv[:, :, 1], valid.reshape(b * r, k)) / math.sqrt(d)
         return self.W_O(self.act(out.reshape(b, r, c)))
@@ -96,7 +109,7 @@ class ResidueTransformerLayer(nn.Module):
         self,
         h_res: torch.Tensor,
         h_lig: torch.Tensor,
-        h_edge: torch.Tensor,
+        kv_edge: torch.Tensor,
         neighbours: torch.Tensor,
         valid: torch.Tensor,
         generator: torch.Generator | None = None,
@@ -106,7 +119,8 @@ class ResidueTransformerLayer(nn.Module):
         Args:
             h_res: ``[B, R, C]`` residues.
             h_lig: ``[B, C]`` ligand node (it has no incoming edges: only its transition runs).
-            h_edge: ``[B, R, K + 1, C]`` embedded edges; the last slot is the ligand edge.
+            kv_edge: ``[B, R, K + 1, 2C]`` :meth:`ResidueAttention.edge_projection` of this layer
+                for the embedded edges; the last slot is the ligand edge.
             neighbours: ``[B, R, K]`` residue neighbours; the ligand slot is implicit.
             valid: ``[B, R, K + 1]`` real edges (ligand slot: designed residues only).
             generator: dropout RNG; dropout runs only in training mode.
@@ -120,7 +134,7 @@ class ResidueTransformerLayer(nn.Module):
         nodes = torch.cat([y_res, y_lig.unsqueeze(1)], 1)  # the ligand node is node R
         ligand_slot = neighbours.new_full((b, r, 1), r)
         slots = torch.cat([neighbours, ligand_slot], 2)
-        h_res = h_res + dropout(self.attention(y_res, nodes, slots, h_edge, valid), p, generator)
+        h_res = h_res + dropout(self.attention(y_res, nodes, slots, kv_edge, valid), p, generator)
         h_res = h_res + dropout(self.ffn(self.ffn_norm(h_res)), p, generator)
         h_lig = h_lig + dropout(self.ffn(self.ffn_norm(h_lig)), p, generator)
         return h_res, h_lig
