@@ -78,21 +78,20 @@ class LigandContactUpdate(nn.Module):
     def _magnitude(self, h: torch.Tensor, h_lig: torch.Tensor, d: torch.Tensor, smearing: nn.Module) -> torch.Tensor:
         """``T_a([h_p, h_l, gauss(d)])`` for every pair ``[B, P, L]`` (first layer split by input).
 
-        The ``[B, P, L, C]`` hidden layer is summed in place, in the original order (fresh
-        multi-MB buffers for each partial sum cost more than the sums).
+        The ``[B, P, L, C]`` hidden layer is summed in place (fresh multi-MB buffers for each
+        partial sum cost more than the sums); the bias is added to the per-atom term.
         """
         w1, b1 = self.T_a[0].weight, self.T_a[0].bias
         c = self.hidden
-        own = (h @ w1[:, :c].T).unsqueeze(2)  # [B, P, 1, C]
+        own = torch.addmm(b1, h.reshape(-1, c), w1[:, :c].T).view(*h.shape[:-1], 1, c)  # [B, P, 1, C], bias
         ligand = (h_lig @ w1[:, c : 2 * c].T).unsqueeze(1)  # [B, 1, L, C]
         w_dist = w1[:, 2 * c :].T
         pre = own + ligand  # in place from here: one [B, P, L, C] buffer (autograd needs no operand back)
         gauss = smearing(d)
         if torch.is_grad_enabled():
             pre += gauss @ w_dist
-        else:  # one product into the buffer (same bits; with gradients the in-place backward is slower)
+        else:  # one product into the buffer (with gradients the in-place backward is slower)
             pre.view(-1, c).addmm_(gauss.view(-1, w_dist.shape[0]), w_dist)
-        pre += b1
         return self.T_a[2](pre.relu_()).squeeze(-1)
 
     def forward(
