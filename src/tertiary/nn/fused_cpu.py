@@ -99,7 +99,29 @@ def softplus_(x: torch.Tensor) -> torch.Tensor:
 
 
 def _array(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
-    return t.detach().to(dtype).contiguous().numpy()
+    """``t`` as a C-contiguous numpy array of ``dtype`` (a view when it already is one)."""
+    if t.dtype != dtype or not t.is_contiguous():
+        t = t.to(dtype).contiguous()
+    return t.detach().numpy()
+
+
+def _attention_forward(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, key_scale: torch.Tensor, key_more: torch.Tensor,
+    value_scale: torch.Tensor, value_more: torch.Tensor, scale_index: torch.Tensor, neighbours: torch.Tensor,
+    valid: torch.Tensor, bias: torch.Tensor,
+) -> tuple[torch.Tensor, list[np.ndarray], np.ndarray, np.ndarray]:
+    """The forward kernel on numpy views of the inputs: output ``[N, H, dv]``, the arrays the
+    backward reads (tables and indices, edge mask) and the attention weights ``[N, H, K]``."""
+    n, heads = q.shape[:2]
+    k = neighbours.shape[1]
+    tables = (q.reshape(n, -1), keys.reshape(keys.shape[0], -1), values.reshape(values.shape[0], -1),
+              key_scale, key_more, value_scale, value_more)
+    flat = [_array(t) for t in tables] + [_array(scale_index, torch.int64), _array(neighbours, torch.int64)]
+    weights = np.empty((n, heads, k), np.float32)
+    out = np.empty((n, heads * values.shape[-1]), np.float32)
+    mask = _array(valid, torch.bool)
+    _kernels().attention_forward(*flat, mask, _array(bias), weights, out)
+    return torch.from_numpy(out).view(n, heads, -1), flat, mask, weights
 
 
 class _ModulatedNeighbourAttention(torch.autograd.Function):
@@ -108,18 +130,11 @@ class _ModulatedNeighbourAttention(torch.autograd.Function):
                 key_more: torch.Tensor, value_scale: torch.Tensor, value_more: torch.Tensor,
                 scale_index: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor,
                 bias: torch.Tensor) -> torch.Tensor:
-        n, heads = q.shape[:2]
-        k = neighbours.shape[1]
-        tables = (q.reshape(n, -1), keys.reshape(keys.shape[0], -1), values.reshape(values.shape[0], -1),
-                  key_scale, key_more, value_scale, value_more)
-        flat = [_array(t) for t in tables] + [_array(scale_index, torch.int64), _array(neighbours, torch.int64)]
-        weights = np.empty((n, heads, k), np.float32)
-        out = np.empty((n, heads * values.shape[-1]), np.float32)
-        mask = _array(valid, torch.bool)
-        _kernels().attention_forward(*flat, mask, _array(bias), weights, out)
-        ctx.flat, ctx.mask, ctx.weights = flat, mask, weights
+        out, ctx.flat, ctx.mask, ctx.weights = _attention_forward(
+            q, keys, values, key_scale, key_more, value_scale, value_more, scale_index, neighbours, valid, bias
+        )
         ctx.shapes = [t.shape for t in (q, keys, values, key_scale, key_more, value_scale, value_more, bias)]
-        return torch.from_numpy(out).view(n, heads, -1)
+        return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
@@ -150,4 +165,7 @@ def modulated_neighbour_attention(
         ``[N, H, dv]`` (differentiable in all float inputs).
     """
     ks, vs = (t if isinstance(t, tuple) else (t, t.new_empty(0, t.shape[-1])) for t in (key_scale, value_scale))
-    return _ModulatedNeighbourAttention.apply(q, keys, values, *ks, *vs, scale_index, neighbours, valid, bias)
+    inputs = (q, keys, values, *ks, *vs, scale_index, neighbours, valid, bias)
+    if torch.is_grad_enabled() and any(t.requires_grad for t in inputs):
+        return _ModulatedNeighbourAttention.apply(*inputs)
+    return _attention_forward(*inputs)[0]  # no autograd node to build
