@@ -193,7 +193,9 @@ class AtomAttentionBlock(nn.Module):
         w = self._rewritten_weights()
         normed = self.layernorm_attention(x).view(n, heads, -1)
         q, k, v = (_per_head(normed, w[name]) for name in ("q", "k", "v"))
-        q_bias = (normed * w["q_bias"]).sum(-1)  # [N, H]
+        # q . b is constant over a node's neighbours and cancels in the softmax: only evaluated where
+        # gradients flow (see qkv_weights)
+        q_bias = (normed * w["q_bias"]).sum(-1) if torch.is_grad_enabled() else None  # [N, H]
         chunk = EDGE_CHUNK_ELEMENTS if x.device.type == "cpu" else None
         attended = modulated_neighbour_attention(
             q, k, v, key_scale, value_scale, neighbours, valid, bias=q_bias, scale_index=scale_index,
