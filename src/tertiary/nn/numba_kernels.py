@@ -14,14 +14,17 @@ import numba
 import numpy as np
 
 
-def _jit(exact: bool = False) -> Any:
+def _jit(exact: bool = False, inline: bool = False) -> Any:
     """numba's ``njit`` with an on-disk cache; ``exact``: IEEE float arithmetic as written (no
-    reassociation or fused multiply-add), for results that must equal PyTorch's to the bit."""
+    reassociation or fused multiply-add), for results that must equal PyTorch's to the bit;
+    ``inline``: compiled into each caller (small helpers called per element)."""
     # reassociation for vectorised dot products, but no "no infinities" assumption: -inf marks
     # missing edges
     options = {"fastmath": {"reassoc", "contract", "nsz", "arcp"}, "error_model": "numpy", "nogil": True}
     if exact:
         options["fastmath"] = False
+    if inline:
+        options["inline"] = "always"
 
     def decorate(fn: Any) -> Any:
         try:
@@ -32,34 +35,67 @@ def _jit(exact: bool = False) -> Any:
     return decorate
 
 
+@_jit(exact=True, inline=True)
+def _knn_insert(d, j, best, row, filled):  # pragma: no cover
+    """Offer candidate ``j`` at squared distance ``d`` to the sorted ``best`` / ``row`` (``filled``
+    of them used); order by (distance, index), so the result does not depend on the order in
+    which candidates are offered. Returns the new fill count."""
+    kk = best.shape[0]
+    if filled == kk and not (d < best[kk - 1] or (d == best[kk - 1] and j < row[kk - 1])):
+        return filled
+    slot = filled if filled < kk else kk - 1
+    while slot > 0 and (d < best[slot - 1] or (d == best[slot - 1] and j < row[slot - 1])):
+        best[slot] = best[slot - 1]
+        row[slot] = row[slot - 1]
+        slot -= 1
+    best[slot] = d
+    row[slot] = j
+    return min(kk, filled + 1)
+
+
 @_jit(exact=True)
 def knn(coords, mask, index, finite):  # pragma: no cover
-    """``index`` / ``finite [B, N, k]``: the k nearest of each node (see :func:`tertiary.nn.fused_cpu.knn`)."""
+    """``index`` / ``finite [B, N, k]``: the k nearest of each node (see :func:`tertiary.nn.fused_cpu.knn`).
+
+    Candidates near ``i`` in index order go first (atoms of neighbouring residues: a short list
+    soon), then blocks of 16 are skipped unless one of them is at most the current k-th distance
+    (a vectorised count), so few candidates reach the insertion.
+    """
     n_batch, n, kk = index.shape
     best = np.empty(kk, np.float32)
     d2 = np.empty(n, np.float32)
+    valid = np.empty(n, np.bool_)
     inf = np.float32(np.inf)
+    block = 16
     for b in range(n_batch):
         x, y, z = coords[b, 0], coords[b, 1], coords[b, 2]
         for i in range(n):
-            for j in range(n):  # the same float32 operations in the same order as the PyTorch path
-                d = (x[i] - x[j]) * (x[i] - x[j])
-                d += (y[i] - y[j]) * (y[i] - y[j])
-                d += (z[i] - z[j]) * (z[i] - z[j])
-                d2[j] = d if mask[b, i] and mask[b, j] and j != i else inf
-            filled = 0
             for j in range(n):
-                d = d2[j]
-                if filled == kk and not d < best[kk - 1]:
-                    continue  # equal distances: the lower index, seen first, stays first
-                slot = filled if filled < kk else kk - 1
-                while slot > 0 and d < best[slot - 1]:
-                    best[slot] = best[slot - 1]
-                    index[b, i, slot] = index[b, i, slot - 1]
-                    slot -= 1
-                best[slot] = d
-                index[b, i, slot] = j
-                filled = min(kk, filled + 1)
+                valid[j] = mask[b, i] and mask[b, j]
+            xi, yi, zi = x[i], y[i], z[i]
+            for j in range(n):  # the same float32 operations in the same order as the PyTorch path
+                d = (xi - x[j]) * (xi - x[j])
+                d += (yi - y[j]) * (yi - y[j])
+                d += (zi - z[j]) * (zi - z[j])
+                d2[j] = d if valid[j] else inf  # branch-free: the loop vectorises
+            d2[i] = inf
+            row = index[b, i]
+            lo, hi = max(0, i - kk), min(n, i + kk + 1)
+            filled = 0
+            for j in range(lo, hi):
+                filled = _knn_insert(d2[j], j, best, row, filled)
+            for start in range(0, n, block):
+                stop = min(n, start + block)
+                if filled == kk:
+                    worst = best[kk - 1]
+                    count = 0
+                    for j in range(start, stop):
+                        count += d2[j] <= worst
+                    if count == 0:
+                        continue
+                for j in range(start, stop):
+                    if j < lo or j >= hi:
+                        filled = _knn_insert(d2[j], j, best, row, filled)
             for s in range(kk):
                 finite[b, i, s] = best[s] < inf
 
