@@ -98,6 +98,23 @@ def softplus_(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def residue_messages(
+    x: torch.Tensor, centres: torch.Tensor, neighbours: torch.Tensor, valid: torch.Tensor, edit: torch.Tensor,
+    learned: torch.Tensor | None, floor_distance: float, eps: float, max_step: float, slot_scale: torch.Tensor,
+) -> torch.Tensor:
+    """One residue-residue message pass in one loop (float32 CPU, no autograd): see
+    :func:`tertiary.models.fair.coordinate_updates.residue_messages` for the arguments;
+    ``slot_scale [S]`` multiplies each slot's mean message before the clamp."""
+    out = np.empty(x.shape, np.float32)
+    table = learned if learned is not None else x.new_zeros(1, 1, 1, 1)
+    _kernels().residue_messages(
+        _array(x), _array(centres), _array(neighbours, torch.int64), _array(valid, torch.bool),
+        _array(edit, torch.bool), _array(table), learned is not None, np.float32(floor_distance), np.float32(eps),
+        np.float32(max_step), _array(slot_scale), out,
+    )
+    return torch.from_numpy(out)
+
+
 def _array(t: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
     """``t`` as a C-contiguous numpy array of ``dtype`` (a view when it already is one)."""
     if t.dtype != dtype or not t.is_contiguous():

@@ -101,6 +101,48 @@ def knn(coords, mask, index, finite):  # pragma: no cover
 
 
 @_jit(exact=True)
+def residue_messages(x, centres, neighbours, valid, edit, learned, has_learned, floor_distance, eps, max_step,
+                     slot_scale, out):  # pragma: no cover
+    """One residue-residue message pass (see
+    :func:`tertiary.models.fair.coordinate_updates.residue_messages`): ``out[b, i, s]`` is
+    ``x[b, i, s]`` plus, for designed residues, the clamped mean over valid neighbours ``j`` of
+    ``(x_is - c_j) / d * max(learned, floor - d)`` (``max(0, floor - d)`` without ``learned``),
+    ``d = |x_is - c_j| + eps``, ``c_j`` the neighbour's slot ``s`` (or its only centre)."""
+    n_batch, n_res, n_slots, _ = x.shape
+    kk = neighbours.shape[2]
+    per_slot = centres.shape[2] == n_slots
+    for b in range(n_batch):
+        for i in range(n_res):
+            out[b, i] = x[b, i]
+            if not edit[b, i]:
+                continue
+            count = 0
+            for k in range(kk):
+                count += valid[b, i, k]
+            denominator = np.float32(max(count, 1))
+            for s in range(n_slots):
+                sx, sy, sz = np.float32(0.0), np.float32(0.0), np.float32(0.0)
+                for k in range(kk):
+                    if not valid[b, i, k]:
+                        continue
+                    j = neighbours[b, i, k]
+                    c = s if per_slot else 0
+                    dx = x[b, i, s, 0] - centres[b, j, c, 0]
+                    dy = x[b, i, s, 1] - centres[b, j, c, 1]
+                    dz = x[b, i, s, 2] - centres[b, j, c, 2]
+                    d = np.sqrt(dx * dx + dy * dy + dz * dz) + eps
+                    f = floor_distance - d
+                    f = max(learned[b, i, k, s], f) if has_learned else max(f, np.float32(0.0))
+                    sx += dx / d * f
+                    sy += dy / d * f
+                    sz += dz / d * f
+                scale = slot_scale[s]
+                out[b, i, s, 0] += min(max(sx / denominator * scale, -max_step), max_step)
+                out[b, i, s, 1] += min(max(sy / denominator * scale, -max_step), max_step)
+                out[b, i, s, 2] += min(max(sz / denominator * scale, -max_step), max_step)
+
+
+@_jit(exact=True)
 def first_use(keys, previous, index, distinct, source):  # pragma: no cover
     """Hash-table bookkeeping of :func:`tertiary.nn.fused_cpu.first_use_rows`; returns the count."""
     size = 16

@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tertiary.nn import fused_cpu
+
 from .graphs import gather_nodes
 
 CLASH_DISTANCE = 3.8  # A, residue-residue repulsion
@@ -26,6 +28,14 @@ def _masked_mean(x: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor
     while w.dim() < x.dim():
         w = w.unsqueeze(-1)
     return (x * w).sum(dim) / w.sum(dim).clamp(min=1.0)
+
+
+def _fused(*tensors: torch.Tensor | None) -> bool:
+    """The numba path applies: float32 CPU tensors, numba installed, no autograd."""
+    present = [t for t in tensors if t is not None]
+    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+        return False
+    return fused_cpu.available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in present)
 
 
 def residue_messages(
@@ -51,6 +61,11 @@ def residue_messages(
         updated ``x``.
     """
     b, r, s, _ = x.shape
+    if _fused(x, centres_j, learned):
+        scale = torch.ones(s)
+        scale[:4] = backbone_scale
+        return fused_cpu.residue_messages(x, centres_j, neighbours, valid, edit, learned, CLASH_DISTANCE, EPS,
+                                          MAX_STEP, scale)
     xj = gather_nodes(centres_j.reshape(b, r, -1), neighbours).view(b, r, neighbours.shape[-1], -1, 3)
     xij = x.unsqueeze(2) - xj  # [B, R, K, S, 3]
     d = xij.norm(dim=-1) + EPS
