@@ -40,7 +40,9 @@ def _kernels() -> Any:
     return numba_kernels
 
 
-def knn(pos: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def knn(
+    pos: torch.Tensor, mask: torch.Tensor, k: int, hint: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours within each complex, as :func:`tertiary.models.fair.graphs.knn`.
 
     One pass over each node's candidates keeps the ``k`` smallest exact float32 squared
@@ -50,6 +52,8 @@ def knn(pos: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     Args:
         pos: ``[B, N, 3]`` float32 CPU coordinates; mask: ``[B, N]`` real nodes.
         k: neighbours per node, at most ``N - 1``.
+        hint: ``[B, N, h]`` candidates to try first (e.g. the previous graph of moving points):
+            a good guess makes the search faster, any guess gives the same result.
 
     Returns:
         ``index [B, N, k]`` (nearest first; rows of padded nodes list the lowest indices) and
@@ -58,8 +62,9 @@ def knn(pos: torch.Tensor, mask: torch.Tensor, k: int) -> tuple[torch.Tensor, to
     b, n = mask.shape
     index = np.empty((b, n, k), np.int64)
     finite = np.empty((b, n, k), np.bool_)
+    guess = np.empty((b, n, 0), np.int64) if hint is None else _array(hint, torch.int64)
     if k > 0:
-        _kernels().knn(_array(pos.transpose(1, 2)), _array(mask, torch.bool), index, finite)
+        _kernels().knn(_array(pos.transpose(1, 2)), _array(mask, torch.bool), guess, index, finite)
     return torch.from_numpy(index), torch.from_numpy(finite)
 
 

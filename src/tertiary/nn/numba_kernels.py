@@ -54,17 +54,20 @@ def _knn_insert(d, j, best, row, filled):  # pragma: no cover
 
 
 @_jit(exact=True)
-def knn(coords, mask, index, finite):  # pragma: no cover
+def knn(coords, mask, hint, index, finite):  # pragma: no cover
     """``index`` / ``finite [B, N, k]``: the k nearest of each node (see :func:`tertiary.nn.fused_cpu.knn`).
 
-    Candidates near ``i`` in index order go first (atoms of neighbouring residues: a short list
-    soon), then blocks of 16 are skipped unless one of them is at most the current k-th distance
-    (a vectorised count), so few candidates reach the insertion.
+    Candidates likely to be near go first: ``hint [B, N, h]`` (e.g. the neighbours of the
+    previous call; ``h = 0``: none), else the nodes near ``i`` in index order (atoms of
+    neighbouring residues). The rest follows in blocks of 16, skipped unless one of them is at
+    most the current k-th distance (a vectorised count), so few candidates reach the insertion;
+    the insertion orders by (distance, index), so the offer order does not change the result.
     """
     n_batch, n, kk = index.shape
     best = np.empty(kk, np.float32)
     d2 = np.empty(n, np.float32)
     valid = np.empty(n, np.bool_)
+    offered = np.full(n, -1, np.int64)  # stamp b * n + i: offered to node i of complex b
     inf = np.float32(np.inf)
     block = 16
     for b in range(n_batch):
@@ -80,10 +83,18 @@ def knn(coords, mask, index, finite):  # pragma: no cover
                 d2[j] = d if valid[j] else inf  # branch-free: the loop vectorises
             d2[i] = inf
             row = index[b, i]
-            lo, hi = max(0, i - kk), min(n, i + kk + 1)
+            stamp = b * n + i
             filled = 0
-            for j in range(lo, hi):
-                filled = _knn_insert(d2[j], j, best, row, filled)
+            if hint.shape[2] > 0:
+                for s in range(hint.shape[2]):
+                    j = hint[b, i, s]
+                    if 0 <= j < n and offered[j] != stamp:
+                        offered[j] = stamp
+                        filled = _knn_insert(d2[j], j, best, row, filled)
+            else:
+                for j in range(max(0, i - kk), min(n, i + kk + 1)):
+                    offered[j] = stamp
+                    filled = _knn_insert(d2[j], j, best, row, filled)
             for start in range(0, n, block):
                 stop = min(n, start + block)
                 if filled == kk:
@@ -94,7 +105,7 @@ def knn(coords, mask, index, finite):  # pragma: no cover
                     if count == 0:
                         continue
                 for j in range(start, stop):
-                    if j < lo or j >= hi:
+                    if offered[j] != stamp:
                         filled = _knn_insert(d2[j], j, best, row, filled)
             for s in range(kk):
                 finite[b, i, s] = best[s] < inf

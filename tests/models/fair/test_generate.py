@@ -38,9 +38,9 @@ class Recorder:
         self.calls: list = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None, residue_graphs=None):
+        def encode(inp, backbone, generator=None, chunk_size=None, cache=None):
             snap = {k: v.clone() for k, v in vars(inp).items()}
-            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales, residue_graphs)
+            out, logits = inner(inp, backbone, generator, chunk_size, cache)
             self.calls.append((snap, backbone, logits.clone(), out))
             return out, logits
 
@@ -393,7 +393,7 @@ def test_residue_graph_is_reused_only_while_the_graph_ca_stays(pocket, graph: st
     model = tiny()
     reused = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
     n_reused = len(built)
-    monkeypatch.setattr(encoder.ResidueGraphCache, "find", lambda self, *a: None)
+    monkeypatch.setattr(encoder.EncoderCache, "find_residue_graph", lambda self, *a: None)
     built.clear()
     rebuilt = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
     assert len(built) == reused.encoder_calls

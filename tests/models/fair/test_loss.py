@@ -35,8 +35,8 @@ class Recorder:
         self.calls: list[tuple[object, bool, torch.Tensor, object]] = []
         inner = model.encode
 
-        def encode(inp, backbone, generator=None, chunk_size=None, edge_scales=None, residue_graphs=None):
-            out, logits = inner(inp, backbone, generator, chunk_size, edge_scales, residue_graphs)
+        def encode(inp, backbone, generator=None, chunk_size=None, cache=None):
+            out, logits = inner(inp, backbone, generator, chunk_size, cache)
             self.calls.append((inp, backbone, logits, out))
             return out, logits
 
@@ -181,7 +181,7 @@ def test_reused_residue_graph_gives_the_same_loss_and_gradients(monkeypatch) -> 
     for reuse in (True, False):
         built.clear()
         if not reuse:
-            monkeypatch.setattr(encoder.ResidueGraphCache, "find", lambda self, *a: None)
+            monkeypatch.setattr(encoder.EncoderCache, "find_residue_graph", lambda self, *a: None)
         model = tiny(3, residue_graph="native")
         total, _ = training_loss(model, batch, torch.Generator().manual_seed(0))
         total.backward()

@@ -68,21 +68,39 @@ class ResidueGraph:
     kv_edge: list[torch.Tensor]
 
 
-class ResidueGraphCache:
-    """The last :class:`ResidueGraph` of a series of encoder calls (one ``generate`` or training
-    step). A call whose graph CA coordinates, residue mask and numbers are bitwise those of the
-    previous call reuses it: in ``native`` mode (the released code's TRUE-backbone graph) that is
-    every call; in leak-free mode the graph follows the moving backbone and is rebuilt. With
-    gradients the reused tensors collect the gradients of every call that uses them.
+class EncoderCache:
+    """What the encoder calls of one ``generate`` or training step share.
+
+    * ``edge_scales``: the edge-MLP rows of the kNN edges among context atoms
+      (:meth:`HierarchicalEncoder.shared_edge_scales`; see :mod:`.edge_cache`).
+    * The last :class:`ResidueGraph`: a call whose graph CA coordinates, residue mask and numbers
+      are bitwise those of the previous call reuses it. In ``native`` mode (the released code's
+      TRUE-backbone graph) that is every call; in leak-free mode the graph follows the moving
+      backbone and is rebuilt. With gradients the reused tensors collect the gradients of every
+      call that uses them.
+    * The last atom graph: its neighbours are offered first to the next kNN search over the same
+      packed atoms (:func:`.graphs.knn` ``hint``: faster, same neighbours).
     """
 
-    def __init__(self) -> None:
-        self.last: ResidueGraph | None = None
+    def __init__(self, edge_scales: EdgeScales | None = None) -> None:
+        self.edge_scales = EdgeScales() if edge_scales is None else edge_scales
+        self.residue_graph: ResidueGraph | None = None
+        self.atom_graph: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # packing, valid, neighbours
 
-    def find(self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor) -> ResidueGraph | None:
-        last = self.last
+    def find_residue_graph(
+        self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor
+    ) -> ResidueGraph | None:
+        """The last residue graph if it was built from these inputs."""
+        last = self.residue_graph
         if last is not None and all(torch.equal(a, b) for a, b in zip(last.key, (graph_ca, res_mask, res_idx))):
             return last
+        return None
+
+    def atom_hint(self, index: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | None:
+        """The last atom graph's neighbours ``[B, P, K]`` if it packed the same atoms."""
+        last = self.atom_graph
+        if last is not None and torch.equal(last[0], index) and torch.equal(last[1], valid):
+            return last[2]
         return None
 
 
@@ -137,11 +155,11 @@ class HierarchicalEncoder(nn.Module):
 
     def residue_graph(
         self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor,
-        cache: ResidueGraphCache | None = None,
+        cache: EncoderCache | None = None,
     ) -> ResidueGraph:
         """The residue kNN graph of ``graph_ca [B, R, 3]`` and its edge terms (from ``cache``
         when it holds the graph of the same inputs; a new graph is stored there)."""
-        graph = None if cache is None else cache.find(graph_ca, res_mask, res_idx)
+        graph = None if cache is None else cache.find_residue_graph(graph_ca, res_mask, res_idx)
         if graph is not None:
             return graph
         nbr, nvalid = knn(graph_ca, res_mask, self.config.residue_knn)
@@ -154,32 +172,36 @@ class HierarchicalEncoder(nn.Module):
             kv_edge=[layer.attention.edge_projection(h_edge) for layer in self.residue_layers],
         )
         if cache is not None:
-            cache.last = graph
+            cache.residue_graph = graph
         return graph
 
     def _atom_graph(
-        self, pos: torch.Tensor, mask: torch.Tensor, chunk_size: int | None
+        self, pos: torch.Tensor, mask: torch.Tensor, chunk_size: int | None, cache: EncoderCache | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """kNN graph of the atoms in ``mask [B, M]`` (``pos [B, M, 3]``), packed per complex
         (:func:`.graphs.pack_index`): ``index [B, P]`` into M, ``valid [B, P]``, neighbours and
-        their validity ``[B, P, K]``, edge lengths ``[B, P, K]`` (A)."""
+        their validity ``[B, P, K]``, edge lengths ``[B, P, K]`` (A). ``cache``: the previous
+        call's graph seeds the search (:meth:`EncoderCache.atom_hint`) and this one is kept."""
         idx, valid = pack_index(mask)
         packed = torch.gather(pos, 1, idx.unsqueeze(-1).expand(-1, -1, 3))
-        nbr, nvalid = knn(packed, valid, self.config.atom_knn, chunk_size)
+        hint = None if cache is None else cache.atom_hint(idx, valid)
+        nbr, nvalid = knn(packed, valid, self.config.atom_knn, chunk_size, hint=hint)
+        if cache is not None:
+            cache.atom_graph = (idx, valid, nbr)
         dist = torch.norm(packed.unsqueeze(2) - gather_nodes(packed, nbr), dim=-1)
         return idx, valid, nbr, nvalid, dist
 
     def _atom_level(
         self, h_prot: torch.Tensor, atom_mask: torch.Tensor, pos: torch.Tensor,
         h_lig: torch.Tensor, lig_mask: torch.Tensor, lig_pos: torch.Tensor, chunk_size: int | None,
-        edge_scales: EdgeScales | None,
+        cache: EncoderCache | None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         b, r = atom_mask.shape[:2]
         c = h_prot.shape[-1]
         ctx_mask = torch.cat([atom_mask.reshape(b, -1), lig_mask], 1)
         ctx_pos = torch.cat([pos.reshape(b, -1, 3), lig_pos], 1)
         ctx_h = torch.cat([h_prot.reshape(b, -1, c), h_lig], 1)
-        idx, valid, nbr, nvalid, dist = self._atom_graph(ctx_pos, ctx_mask, chunk_size)
+        idx, valid, nbr, nvalid, dist = self._atom_graph(ctx_pos, ctx_mask, chunk_size, cache)
         p = idx.shape[1]
         h = torch.gather(ctx_h, 1, idx.unsqueeze(-1).expand(-1, -1, c)).reshape(b * p, c)
         dist = dist.reshape(b * p, -1)
@@ -187,7 +209,7 @@ class HierarchicalEncoder(nn.Module):
         flat_valid = nvalid.reshape(b * p, -1)
         if rows is not None:
             h, dist, flat_valid = h.index_select(0, rows), dist.index_select(0, rows), flat_valid.index_select(0, rows)
-        shared = EdgeScales() if edge_scales is None else edge_scales
+        shared = EdgeScales() if cache is None else cache.edge_scales
         scale_index, scales = shared.lookup(dist, self.atom_blocks, self.distance_expansion)
         for block, (key_scale, value_scale) in zip(self.atom_blocks, scales):
             h = block(h, flat_nbr, flat_valid, key_scale, value_scale, scale_index)
@@ -216,8 +238,7 @@ class HierarchicalEncoder(nn.Module):
         backbone: bool,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
-        edge_scales: EdgeScales | None = None,
-        residue_graphs: ResidueGraphCache | None = None,
+        cache: EncoderCache | None = None,
     ) -> EncoderOutput:
         """One encoder call.
 
@@ -234,21 +255,18 @@ class HierarchicalEncoder(nn.Module):
             backbone: backbone mode (4 slots move) or full-atom mode (14 slots).
             generator: dropout RNG (training mode only).
             chunk_size: query atoms per block of the O(N^2) kNN search.
-            edge_scales: edge-MLP outputs shared by the calls of one pass
-                (:meth:`shared_edge_scales`; see :mod:`.edge_cache`).
-            residue_graphs: the residue graph of the previous call, reused when ``graph_ca`` has
-                not changed (:class:`ResidueGraphCache`).
+            cache: what the calls of one ``generate`` / training step share (:class:`EncoderCache`).
         """
         cfg = self.config
         c = cfg.hidden
         h_atom, h_ligand, atom_edges = self._atom_level(
-            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size, edge_scales
+            h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size, cache
         )
         atom_sum = (h_atom * atom_mask.unsqueeze(-1)).sum(2)
         h_res = self.W_v(torch.cat([self.residue_properties(residue_types), atom_sum], -1))
         h_lig_node = (h_ligand * lig_mask.unsqueeze(-1)).sum(1)
 
-        graph = self.residue_graph(graph_ca, res_mask, res_idx, residue_graphs)
+        graph = self.residue_graph(graph_ca, res_mask, res_idx, cache)
         nbr, nvalid = graph.neighbours, graph.valid
         h_lig_edge = self.W_e(ligand_edge_features(graph_ca, ligand_anchor))  # [B, R, C]: the ligand slot
         valid = torch.cat([nvalid, (edit & res_mask).unsqueeze(-1)], -1)

@@ -27,7 +27,7 @@ import torch
 from tertiary.data.pocket import RESIDUE_SLOT_NAMES, PocketBatch
 
 from .config import FairConfig
-from .encoder import ResidueGraphCache
+from .encoder import EncoderCache
 from .interpolation import initial_backbone
 from .model import EncoderInput, FairModel
 
@@ -140,8 +140,8 @@ def _sample(
     logits = torch.full((b, r, 20), 1.0 / 20, dtype=positions.dtype, device=positions.device)
     native_ca = true_pos[:, :, 1]
     calls = 0
-    shared = model.encoder.shared_edge_scales(positions, base_mask & ~edit.unsqueeze(-1))  # context atoms
-    graphs = ResidueGraphCache()  # native mode: one residue graph (true CA) for all calls
+    # shared by all calls: context-atom edge rows, the residue graph (native mode), the last atom graph
+    cache = EncoderCache(model.encoder.shared_edge_scales(positions, base_mask & ~edit.unsqueeze(-1)))
 
     def encoder_input(pos: torch.Tensor, names: torch.Tensor, mask: torch.Tensor, feature_types: torch.Tensor,
                       residue_types: torch.Tensor, lig: torch.Tensor) -> EncoderInput:
@@ -160,7 +160,7 @@ def _sample(
         types = torch.where(edit.unsqueeze(-1), soft, native_types)
         out, logits = model.encode(
             encoder_input(positions, batch.atom_names, bb_mask, types, types, ligand), backbone=True,
-            chunk_size=chunk_size, edge_scales=shared, residue_graphs=graphs,
+            chunk_size=chunk_size, cache=cache,
         )
         positions, ligand = out.positions, out.ligand_positions
         calls += 1
@@ -177,7 +177,7 @@ def _sample(
         for _ in range(cfg.refine_steps):
             types = _one_hot(aatype)
             out, _ = model.encode(encoder_input(positions, names, names > 0, types, types, ligand),
-                                  backbone=False, chunk_size=chunk_size, edge_scales=shared, residue_graphs=graphs)
+                                  backbone=False, chunk_size=chunk_size, cache=cache)
             positions, ligand = out.positions, out.ligand_positions
             calls += 1
         masked = torch.zeros_like(edit)
@@ -188,7 +188,7 @@ def _sample(
         names = torch.where(masked.unsqueeze(-1) & (slot >= 4), 0, names)
         types = torch.where(masked.unsqueeze(-1), _one_hot(torch.zeros_like(aatype)), _one_hot(aatype))
         out, lg = model.encode(encoder_input(positions, names, names > 0, types, types, ligand),
-                               backbone=False, chunk_size=chunk_size, edge_scales=shared, residue_graphs=graphs)
+                               backbone=False, chunk_size=chunk_size, cache=cache)
         positions, ligand = out.positions, out.ligand_positions
         calls += 1
         aatype = torch.where(masked, lg.argmax(-1) + 1, aatype)

@@ -13,7 +13,7 @@ from tertiary.nn import fused_cpu
 
 
 def knn(
-    pos: torch.Tensor, mask: torch.Tensor, k: int, chunk_size: int | None = None
+    pos: torch.Tensor, mask: torch.Tensor, k: int, chunk_size: int | None = None, hint: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """k nearest neighbours of every node within its complex (self excluded).
 
@@ -25,6 +25,8 @@ def knn(
             Float32 CPU coordinates with numba installed use :func:`tertiary.nn.fused_cpu.knn`
             instead (no distance block; the same neighbours, exactly equal distances ordered by
             index, which ``topk`` here does not guarantee inside the k).
+        hint: ``[B, N, h]`` likely neighbours (e.g. the previous graph): the numba search tries
+            them first, which makes it faster; the result does not depend on it.
 
     Returns:
         ``index [B, N, k']`` (into the padded node axis, nearest first, ties to the lower index) and ``valid [B, N, k']``
@@ -33,7 +35,7 @@ def knn(
     n = pos.shape[1]
     kk = max(0, min(k, n - 1))
     if pos.device.type == "cpu" and pos.dtype == torch.float32 and fused_cpu.available():
-        return fused_cpu.knn(pos, mask, kk)
+        return fused_cpu.knn(pos, mask, kk, hint)
     step = n if chunk_size is None else max(1, chunk_size)
     indices, valids = [], []
     coords = pos.transpose(1, 2)  # [B, 3, N]: one coordinate at a time, no [B, n, N, 3] temporary

@@ -17,8 +17,7 @@ from torch import nn
 from tertiary.data.pocket import PocketBatch
 
 from .config import FairConfig
-from .edge_cache import EdgeScales
-from .encoder import EncoderOutput, HierarchicalEncoder, ResidueGraphCache
+from .encoder import EncoderCache, EncoderOutput, HierarchicalEncoder
 
 NUM_ATOM_NAMES = 38  # FAIR's atom-name vocabulary ('' + 37 names)
 NUM_TYPES = 21  # 0 = masked / unknown, 1..20 = ARNDCQEGHILKMFPSTWYV
@@ -88,12 +87,10 @@ class FairModel(nn.Module):
         backbone: bool,
         generator: torch.Generator | None = None,
         chunk_size: int | None = None,
-        edge_scales: EdgeScales | None = None,
-        residue_graphs: ResidueGraphCache | None = None,
+        cache: EncoderCache | None = None,
     ) -> tuple[EncoderOutput, torch.Tensor]:
-        """One encoder call (``edge_scales``: edge-MLP rows shared between calls, see
-        :meth:`.encoder.HierarchicalEncoder.shared_edge_scales`; ``residue_graphs``: the residue
-        graph of the previous call, see :class:`.encoder.ResidueGraphCache`).
+        """One encoder call (``cache``: what the calls of one ``generate`` / training step share,
+        see :class:`.encoder.EncoderCache`).
 
         Returns:
             the :class:`EncoderOutput` and residue-type logits ``[B, R, 20]`` (index t = type t+1).
@@ -114,8 +111,7 @@ class FairModel(nn.Module):
             backbone,
             generator,
             chunk_size,
-            edge_scales,
-            residue_graphs,
+            cache,
         )
         return out, self.residue_mlp(out.h_res)
 
