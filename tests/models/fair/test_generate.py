@@ -381,25 +381,36 @@ def test_fixed_weights_are_computed_once_and_only_inside_the_context() -> None:
 
 @pytest.mark.parametrize("graph", ["native", "predicted"])
 def test_residue_graph_is_reused_only_while_the_graph_ca_stays(pocket, graph: str, monkeypatch) -> None:
-    """Native mode builds the residue graph once per ``generate`` (true CA in every call) with
-    designs bit-identical to rebuilding it per call; leak-free mode rebuilds it as the backbone
-    moves."""
+    """Native mode builds the residue graph once per ``generate`` (true CA in every call), and
+    the residue-type term of the residue embedding is rebuilt only when the types change; the
+    designs are bit-identical to rebuilding both per call. Leak-free mode rebuilds the graph as
+    the backbone moves."""
     from tertiary.models.fair import encoder
 
-    built = []
+    built, typed = [], []
     features = encoder.residue_edge_features
     monkeypatch.setattr(encoder, "residue_edge_features", lambda *a: built.append(1) or features(*a))
     batch = collate([pocket])
     model = tiny()
+    properties = model.encoder.residue_properties.forward
+    monkeypatch.setattr(model.encoder.residue_properties, "forward", lambda t: typed.append(1) or properties(t))
     reused = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
-    n_reused = len(built)
+    n_reused, n_typed = len(built), len(typed)
     monkeypatch.setattr(encoder.EncoderCache, "find_residue_graph", lambda self, *a: None)
+    type_term = encoder.HierarchicalEncoder._type_term
+    monkeypatch.setattr(encoder.HierarchicalEncoder, "_type_term", lambda self, types, cache: type_term(self, types, None))
     built.clear()
+    typed.clear()
     rebuilt = generate(model, batch, torch.Generator().manual_seed(0), residue_graph=graph)
-    assert len(built) == reused.encoder_calls
+    calls = reused.encoder_calls
+    assert len(built) == len(typed) == calls
+    cfg = model.config
+    # backbone steps (soft types change each step), then per outer iteration one type change
+    # before the refinement calls and one for the re-masking call
+    assert n_typed == cfg.interpolate_steps + 2 * cfg.outer_iterations
     if graph == "native":
         assert n_reused == 1
         for name in ("aatype", "positions", "ligand_positions", "backbone_stage_positions"):
             assert torch.equal(getattr(reused, name), getattr(rebuilt, name)), name
     else:
-        assert n_reused == reused.encoder_calls  # the designed CA move in every call
+        assert n_reused == calls  # the designed CA move in every call

@@ -58,7 +58,8 @@ class ResidueGraph:
         key: ``(graph_ca, res_mask, res_idx)`` it was built from.
         neighbours / valid: ``[B, R, k]`` kNN graph.
         t_x_edge: ``[B, R, k, C]`` the edges' term of the first ``T_x`` layer.
-        kv_edge: per residue layer, ``[B, R, k, 2C]`` the edges' key / value projections.
+        kv_edge: per residue layer, ``[B, R, k + 1, 2C]`` the edges' key / value projections,
+            the last slot (the ligand edge) written by each call (:meth:`with_ligand_slot`).
     """
 
     key: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -66,6 +67,15 @@ class ResidueGraph:
     valid: torch.Tensor
     t_x_edge: torch.Tensor
     kv_edge: list[torch.Tensor]
+
+    def with_ligand_slot(self, layer: int, ligand: torch.Tensor) -> torch.Tensor:
+        """``kv_edge[layer]`` with this call's ligand-edge projection ``[B, R, 2C]`` as its last
+        slot: written in place without autograd, a new tensor where gradients flow."""
+        kv = self.kv_edge[layer]
+        if torch.is_grad_enabled() and (kv.requires_grad or ligand.requires_grad):
+            return torch.cat([kv[:, :, :-1], ligand.unsqueeze(2)], 2)
+        kv[:, :, -1] = ligand
+        return kv
 
 
 class EncoderCache:
@@ -80,12 +90,15 @@ class EncoderCache:
       call that uses them.
     * The last atom graph: its neighbours are offered first to the next kNN search over the same
       packed atoms (:func:`.graphs.knn` ``hint``: faster, same neighbours).
+    * The residue-type term of the residue embedding, reused while the (one-hot or soft) residue
+      types do not change (between re-maskings while sampling).
     """
 
     def __init__(self, edge_scales: EdgeScales | None = None) -> None:
         self.edge_scales = EdgeScales() if edge_scales is None else edge_scales
         self.residue_graph: ResidueGraph | None = None
         self.atom_graph: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # packing, valid, neighbours
+        self.type_term: tuple[torch.Tensor, torch.Tensor] | None = None  # residue types, their W_v term
 
     def find_residue_graph(
         self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor
@@ -153,6 +166,19 @@ class HierarchicalEncoder(nn.Module):
         _, valid, nbr, nvalid, dist = self._atom_graph(positions.reshape(b, -1, 3), mask.reshape(b, -1), None)
         return EdgeScales.build(dist[nvalid & valid.unsqueeze(-1)], self.atom_blocks, self.distance_expansion)
 
+    def _type_term(self, residue_types: torch.Tensor, cache: EncoderCache | None) -> torch.Tensor:
+        """``W_v``'s term of the residue-type properties plus its bias ``[B, R, C]`` (``W_v`` reads
+        ``[properties, atom sum]``); kept in ``cache`` for the next call with the same types."""
+        last = None if cache is None else cache.type_term
+        if last is not None and torch.equal(last[0], residue_types):
+            return last[1]
+        props = self.residue_properties(residue_types)
+        term = torch.addmm(self.W_v.bias, props.reshape(-1, props.shape[-1]), self.W_v.weight[:, : props.shape[-1]].T)
+        term = term.view(*props.shape[:-1], -1)
+        if cache is not None:
+            cache.type_term = (residue_types.detach().clone(), term)  # a copy: callers may reuse their tensor
+        return term
+
     def residue_graph(
         self, graph_ca: torch.Tensor, res_mask: torch.Tensor, res_idx: torch.Tensor,
         cache: EncoderCache | None = None,
@@ -167,9 +193,10 @@ class HierarchicalEncoder(nn.Module):
         h_edge = self.W_e(edges)  # [B, R, k, C]
         c = self.config.hidden
         graph = ResidueGraph(
-            key=(graph_ca, res_mask, res_idx), neighbours=nbr, valid=nvalid,
+            key=(graph_ca.detach().clone(), res_mask.clone(), res_idx.clone()), neighbours=nbr, valid=nvalid,
             t_x_edge=h_edge @ self.T_x[0].weight[:, 2 * c :].T,
-            kv_edge=[layer.attention.edge_projection(h_edge) for layer in self.residue_layers],
+            kv_edge=[nn.functional.pad(layer.attention.edge_projection(h_edge), (0, 0, 0, 1))
+                     for layer in self.residue_layers],  # + the ligand slot
         )
         if cache is not None:
             cache.residue_graph = graph
@@ -263,15 +290,15 @@ class HierarchicalEncoder(nn.Module):
             h_prot, atom_mask, positions, h_lig, lig_mask, ligand_positions, chunk_size, cache
         )
         atom_sum = (h_atom * atom_mask.unsqueeze(-1)).sum(2)
-        h_res = self.W_v(torch.cat([self.residue_properties(residue_types), atom_sum], -1))
+        h_res = self._type_term(residue_types, cache) + atom_sum @ self.W_v.weight[:, -c:].T
         h_lig_node = (h_ligand * lig_mask.unsqueeze(-1)).sum(1)
 
         graph = self.residue_graph(graph_ca, res_mask, res_idx, cache)
         nbr, nvalid = graph.neighbours, graph.valid
         h_lig_edge = self.W_e(ligand_edge_features(graph_ca, ligand_anchor))  # [B, R, C]: the ligand slot
         valid = torch.cat([nvalid, (edit & res_mask).unsqueeze(-1)], -1)
-        for layer, kv_res in zip(self.residue_layers, graph.kv_edge):
-            kv_edge = torch.cat([kv_res, layer.attention.edge_projection(h_lig_edge).unsqueeze(2)], 2)
+        for i, layer in enumerate(self.residue_layers):
+            kv_edge = graph.with_ligand_slot(i, layer.attention.edge_projection(h_lig_edge))
             h_res, h_lig_node = layer(h_res, h_lig_node, kv_edge, nbr, valid, generator)
 
         w = self.T_x[0].weight
