@@ -181,13 +181,12 @@ def modulated_neighbour_attention(
     scales = [t for s in (key_scale, value_scale) for t in (s if isinstance(s, tuple) else (s,))]
     tensors = (q, keys, values, *scales) + (() if bias is None else (bias,))
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-    applies = all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
     if fused is None:
-        fused = applies and fused_cpu.available()
+        fused = fused_cpu.takes(*tensors)
     if fused:
         if not fused_cpu.available():
             raise MissingDependencyError("the fused attention kernel needs numba: pip install 'tertiary[fast]'")
-        if not applies:
+        if not fused_cpu.takes(*tensors):
             raise InputError("the fused attention kernel takes float32 CPU tensors")
         if bias is None:
             bias = q.new_zeros(q.shape[:2])

@@ -32,6 +32,13 @@ def available() -> bool:
     return True
 
 
+def takes(*tensors: torch.Tensor | None) -> bool:
+    """True when numba imports and every tensor given (None skipped) is a float32 CPU tensor:
+    the kernels here apply."""
+    present = [t for t in tensors if t is not None]
+    return available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in present)
+
+
 @functools.cache
 def _kernels() -> Any:
     """The kernel module (compiled on first use, or loaded from numba's disk cache)."""
@@ -81,11 +88,11 @@ def first_use_rows(keys: torch.Tensor, previous: torch.Tensor) -> tuple[torch.Te
         ``index [E]`` (row of each key), ``distinct [S]`` (row order = first use) and
         ``source [S]`` (row of each distinct key in ``previous``, -1 where absent).
     """
-    k = keys.detach().contiguous().numpy()
+    k = _array(keys, keys.dtype)
     index = np.empty(len(k), np.int64)
     distinct = np.empty(len(k), k.dtype)
     source = np.empty(len(k), np.int64)
-    count = _kernels().first_use(k, previous.detach().to(keys.dtype).contiguous().numpy(), index, distinct, source)
+    count = _kernels().first_use(k, _array(previous, keys.dtype), index, distinct, source)
     return torch.from_numpy(index), torch.from_numpy(distinct[:count]), torch.from_numpy(source[:count])
 
 

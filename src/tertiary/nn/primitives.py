@@ -44,12 +44,13 @@ def gaussian(exponent: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 def softplus(x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """``log(1 + exp(x))`` (linear above 20, as :func:`torch.nn.functional.softplus`).
 
-    ``inplace`` overwrites ``x``, with the vectorised kernel :func:`tertiary.nn.fused_cpu.softplus_`
-    when it applies (contiguous float32 CPU tensor, numba installed; never with autograd).
+    ``inplace`` overwrites ``x`` where autograd does not record it, with the vectorised kernel
+    :func:`tertiary.nn.fused_cpu.softplus_` when it applies (contiguous float32 CPU tensor, numba
+    installed); where autograd records ``x`` a new tensor is returned.
     """
-    if not inplace:
+    if not inplace or (torch.is_grad_enabled() and x.requires_grad):
         return nn.functional.softplus(x)
-    if x.device.type == "cpu" and x.dtype == torch.float32 and x.is_contiguous() and fused_cpu.available():
+    if x.is_contiguous() and fused_cpu.takes(x):
         return fused_cpu.softplus_(x)
     return x.copy_(nn.functional.softplus(x))
 

@@ -202,6 +202,5 @@ class AtomAttentionBlock(nn.Module):
             chunk_elements=chunk,
         )  # [N, H, dv]
         x = self.weight_v_lin(attended).reshape(n, -1) + x
-        hidden = self.layernorm_ffn(x)
-        hidden = nn.functional.softplus(hidden) if hidden.requires_grad else softplus(hidden, inplace=True)
+        hidden = softplus(self.layernorm_ffn(x), inplace=True)
         return nn.functional.linear(hidden, self.out_transform.weight, w["out_b"]) + x

@@ -32,10 +32,9 @@ def _masked_mean(x: torch.Tensor, valid: torch.Tensor, dim: int) -> torch.Tensor
 
 def _fused(*tensors: torch.Tensor | None) -> bool:
     """The numba path applies: float32 CPU tensors, numba installed, no autograd."""
-    present = [t for t in tensors if t is not None]
-    if torch.is_grad_enabled() and any(t.requires_grad for t in present):
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
         return False
-    return fused_cpu.available() and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in present)
+    return fused_cpu.takes(*tensors)
 
 
 def residue_messages(
@@ -61,20 +60,18 @@ def residue_messages(
         updated ``x``.
     """
     b, r, s, _ = x.shape
+    slot_scale = torch.ones(s, dtype=x.dtype, device=x.device)
+    slot_scale[:4] = backbone_scale
     if _fused(x, centres_j, learned):
-        scale = torch.ones(s)
-        scale[:4] = backbone_scale
         return fused_cpu.residue_messages(x, centres_j, neighbours, valid, edit, learned, CLASH_DISTANCE, EPS,
-                                          MAX_STEP, scale)
+                                          MAX_STEP, slot_scale)
     xj = gather_nodes(centres_j.reshape(b, r, -1), neighbours).view(b, r, neighbours.shape[-1], -1, 3)
     xij = x.unsqueeze(2) - xj  # [B, R, K, S, 3]
     d = xij.norm(dim=-1) + EPS
     f = torch.relu(CLASH_DISTANCE - d) if learned is None else torch.maximum(learned, CLASH_DISTANCE - d)
     step = _masked_mean(xij / d.unsqueeze(-1) * f.unsqueeze(-1), valid, dim=2)  # [B, R, S, 3]
     if backbone_scale != 1.0:
-        scale = torch.ones(s, 1, dtype=x.dtype, device=x.device)
-        scale[:4] = backbone_scale
-        step = step * scale
+        step = step * slot_scale[:, None]
     return x + step.clamp(-MAX_STEP, MAX_STEP) * edit[..., None, None].to(x.dtype)
 
 

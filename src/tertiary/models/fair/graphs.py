@@ -34,7 +34,7 @@ def knn(
     """
     n = pos.shape[1]
     kk = max(0, min(k, n - 1))
-    if pos.device.type == "cpu" and pos.dtype == torch.float32 and fused_cpu.available():
+    if fused_cpu.takes(pos):
         return fused_cpu.knn(pos, mask, kk, hint)
     step = n if chunk_size is None else max(1, chunk_size)
     indices, valids = [], []

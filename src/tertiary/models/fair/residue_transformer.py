@@ -37,9 +37,10 @@ class ResidueAttention(nn.Module):
         self.W_O = nn.Linear(hidden, hidden, bias=False)
         self.act = ShiftedSoftplus()
 
-    def _kv_weight(self) -> torch.Tensor:
-        """``[2C, 2C]``: key and value maps stacked (inputs ``[edge, neighbour]``)."""
-        return torch.cat([self.W_K.weight, self.W_V.weight])
+    def _kv_weight(self, inputs: slice) -> torch.Tensor:
+        """``[2C, C]``: the key and value maps stacked, restricted to ``inputs`` of their
+        ``[edge, neighbour]`` input."""
+        return torch.cat([self.W_K.weight[:, inputs], self.W_V.weight[:, inputs]])
 
     def edge_projection(self, h_edge: torch.Tensor) -> torch.Tensor:
         """Edge part of the keys and values, ``[*, C] -> [*, 2C]`` (keys first).
@@ -49,7 +50,7 @@ class ResidueAttention(nn.Module):
         residue graph does not change).
         """
         c = h_edge.shape[-1]
-        return h_edge @ self._kv_weight()[:, :c].T
+        return h_edge @ self._kv_weight(slice(None, c)).T
 
     def forward(
         self, h: torch.Tensor, nodes: torch.Tensor, neighbours: torch.Tensor, kv_edge: torch.Tensor, valid: torch.Tensor
@@ -75,7 +76,7 @@ class ResidueAttention(nn.Module):
         m, c = nodes.shape[1:]
         heads, d = self.num_heads, c // self.num_heads
         rows = (neighbours + m * torch.arange(b, device=neighbours.device).view(b, 1, 1)).reshape(-1)
-        per_node = (nodes @ self._kv_weight()[:, c:].T).reshape(b * m, 2 * c).index_select(0, rows)
+        per_node = (nodes @ self._kv_weight(slice(c, None)).T).reshape(b * m, 2 * c).index_select(0, rows)
         kv = (kv_edge + per_node.view(b, r, k, 2 * c)).view(b * r, k, 2, heads, d)
         q = self.W_Q(h).view(b * r, heads, d)
         out = neighbour_attention(q, kv[:, :, 0], kv[:, :, 1], valid.reshape(b * r, k)) / math.sqrt(d)
